@@ -1,0 +1,106 @@
+"""Per-image measurements the encoder's decisions rest on.
+
+:class:`SetImage` caches JPEG encodes of one image; :func:`min_quality` finds the lowest payload
+quality whose reconstruction reaches a target PSNR; :func:`jpeg_slope` measures how many bytes a
+dB costs with plain JPEG around a quality (the price an update must beat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .generator import CompactGenerator
+from .imageio import jpeg_decode, jpeg_encode
+from .infer import restore
+from .metrics import psnr
+
+
+class SetImage:
+    """One outgoing image with cached payload encodes ``q -> (jpeg bytes, decoded uint8)``."""
+
+    def __init__(self, name: str, rgb: np.ndarray) -> None:
+        self.name = name
+        self.rgb = rgb
+        self._payload: dict[int, tuple[bytes, np.ndarray]] = {}
+        self._scores: dict[tuple[int, int], float] = {}
+
+    @property
+    def pixels(self) -> int:
+        return int(self.rgb.shape[0] * self.rgb.shape[1])
+
+    def payload(self, q: int) -> tuple[bytes, np.ndarray]:
+        if q not in self._payload:
+            data = jpeg_encode(self.rgb, q)
+            self._payload[q] = (data, jpeg_decode(data))
+        return self._payload[q]
+
+    def reference(self, q: int) -> tuple[int, float]:
+        """Bytes and PSNR of Pillow's default JPEG at ``q`` (the thing users compare against)."""
+        data = jpeg_encode(self.rgb, q, optimize=False, progressive=False)
+        return len(data), psnr(jpeg_decode(data), self.rgb)
+
+    def score(self, model: CompactGenerator | None, tag: int, q: int) -> float:
+        """PSNR at payload quality ``q`` of the JPEG (model None) or of ``model``'s output."""
+        key = (tag, q)
+        if key not in self._scores:
+            dec = self.payload(q)[1]
+            out = dec if model is None else restore(model, dec)
+            self._scores[key] = psnr(out, self.rgb)
+        return self._scores[key]
+
+    def drop_cache(self) -> None:
+        self._payload.clear()
+
+
+def min_quality(
+    ok: Callable[[int], bool], qmax: int, guess: int | None = None, qmin: int = 1
+) -> int | None:
+    """Smallest q in ``qmin..qmax`` with ``ok(q)``, assuming ``ok`` is monotone; None if not even qmax.
+
+    Every returned q has been checked with ``ok``, so the guarantee holds even where the
+    monotone assumption does not.
+    """
+    if not ok(qmax):
+        return None
+    hi = qmax
+    lo = qmin - 1  # known failing (virtual)
+    g = min(max(guess if guess is not None else qmax - 10, qmin), qmax)
+    stride = 4
+    while g < hi:
+        if ok(g):
+            hi = g
+            g = max(qmin, g - stride)
+            stride *= 2
+            if hi == qmin:
+                return qmin
+        else:
+            lo = g
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def jpeg_slope(images: list[SetImage], qs: list[int]) -> float:
+    """Bytes per dB of mean PSNR for the payload JPEG, measured between qualities ``q`` and ``q+6``.
+
+    ``qs`` are the per-image qualities in use. The figure prices a dB: an update earns its bytes
+    only when it gains more dB than the same bytes would buy as JPEG quality.
+    """
+    b0 = b1 = 0
+    p0 = p1 = 0.0
+    for im, q in zip(images, qs, strict=True):
+        q1 = min(q + 6, 100)
+        q0 = q1 - 6
+        b0 += len(im.payload(q0)[0])
+        b1 += len(im.payload(q1)[0])
+        p0 += psnr(im.payload(q0)[1], im.rgb)
+        p1 += psnr(im.payload(q1)[1], im.rgb)
+    d_db = (p1 - p0) / len(images)
+    return max(b1 - b0, 1) / max(d_db, 1e-3)

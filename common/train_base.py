@@ -1,0 +1,165 @@
+"""Train the shared base generator on a folder of images over a range of JPEG qualities.
+
+    python -m common.train_base --data ../shared/datasets/train --out common/weights/restore-v1.safetensors
+
+Seeded and resumable (``--resume`` continues from the checkpoint next to ``--out``). Uses CUDA
+when available. Training pairs are random crops, JPEG-compressed with the payload settings at a
+random quality in ``--qmin..--qmax``, so the generator sees the same artefacts the sender makes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .generator import GeneratorConfig, build_generator
+from .imageio import jpeg_decode, jpeg_encode, list_images, load_image
+from .metrics import psnr
+from .progress import Progress
+from .weights import save_weights
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    return jpeg_decode(jpeg_encode(rgb, quality))
+
+
+def sample_batch(
+    images: list[np.ndarray], rng: random.Random, batch: int, patch: int, qmin: int, qmax: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops: returns (degraded, clean), each (N,3,patch,patch) float32 in [0,1]."""
+    xs, ys = [], []
+    for _ in range(batch):
+        img = images[rng.randrange(len(images))]
+        h, w = img.shape[:2]
+        y0, x0 = rng.randrange(h - patch + 1), rng.randrange(w - patch + 1)
+        crop = img[y0 : y0 + patch, x0 : x0 + patch]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = crop[::-1]
+        crop = np.ascontiguousarray(crop)
+        xs.append(jpeg_roundtrip(crop, rng.randint(qmin, qmax)))
+        ys.append(crop)
+    def to_t(a: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255.0)
+    return to_t(xs), to_t(ys)
+
+
+def evaluate(model: torch.nn.Module, images: list[np.ndarray], quality: int, device: torch.device) -> dict:
+    """Mean PSNR of plain JPEG and of the generator output at one quality."""
+    pj, pg = [], []
+    model.eval()
+    with torch.inference_mode():
+        for img in images:
+            dec = jpeg_roundtrip(img, quality)
+            x = torch.from_numpy(np.array(dec)).permute(2, 0, 1)[None].float().div(255).to(device)
+            out = model(x).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
+            pj.append(psnr(dec, img))
+            pg.append(psnr(out, img))
+    model.train()
+    return {"quality": quality, "psnr_jpeg": float(np.mean(pj)), "psnr_gen": float(np.mean(pg)),
+            "gain_db": float(np.mean(pg) - np.mean(pj))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder of training images")
+    ap.add_argument("--val", help="folder of validation images (figures printed at the end)")
+    ap.add_argument("--out", default="common/weights/restore-v1.safetensors")
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--max-minutes", type=float, default=55.0, help="stop (and checkpoint) after this")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--qmin", type=int, default=5)
+    ap.add_argument("--qmax", type=int, default=90)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    device = pick_device(args.device)
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    cfg = GeneratorConfig(channels=args.channels, blocks=args.blocks)
+    model = build_generator(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    out = Path(args.out)
+    ckpt = out.with_suffix(".ckpt")
+    step = 0
+    if args.resume and ckpt.exists():
+        # Our own checkpoint file; weights_only refuses arbitrary pickled objects.
+        st = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = int(st["step"])
+        rng.seed(args.seed + step)
+        torch.manual_seed(args.seed + step)
+        log.info("resumed from %s at step %d", ckpt, step)
+
+    paths = list_images(args.data)
+    if not paths:
+        ap.error(f"no images in {args.data}")
+    images = [im for im in (load_image(p) for p in paths) if min(im.shape[:2]) >= args.patch]
+    log.info("training %s on %d images, device %s, %d params", cfg, len(images), device,
+             sum(p.numel() for p in model.parameters()))
+
+    t0 = time.monotonic()
+    bar = Progress(args.steps, "train", initial=step)
+    loss_avg = 0.0
+    while step < args.steps:
+        lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax)
+        x, y = x.to(device), y.to(device)
+        pred = model(x)
+        # L1 first for robust early progress, MSE (= PSNR) for the last third.
+        loss = F.l1_loss(pred, y) if step < 2 * args.steps // 3 else F.mse_loss(pred, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_avg = 0.98 * loss_avg + 0.02 * float(loss.detach())
+        bar.update(step, f"loss {loss_avg:.4f} lr {lr:.1e}")
+        if step % 500 == 0 or step == args.steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            save_weights(model.cpu().state_dict(), cfg, out, extra={"train_step": step})
+            model.to(device)
+        if (time.monotonic() - t0) / 60 > args.max_minutes:
+            log.info("time budget reached at step %d; rerun with --resume to continue", step)
+            break
+    bar.close()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    sha = save_weights(model.cpu().state_dict(), cfg, out, extra={"train_step": step})
+    report: dict = {"weights": str(out), "sha256": sha, "steps": step,
+                    "minutes": round((time.monotonic() - t0) / 60, 1), "config": cfg.to_dict()}
+    if args.val:
+        val = [load_image(p) for p in list_images(args.val)]
+        report["val"] = [evaluate(model, val, q, torch.device("cpu")) for q in (10, 20, 40, 75)]
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Turning a multipart upload into a durable, validated transfer (or a 4xx naming the problem).
+
+Every image is decoded once here, so a transfer that gets a 202 will not fail on bad input
+later. Files are written under ``tmp/`` and the folder is renamed into ``transfers/<id>`` only
+when all of them are valid; the database row comes last. A rejected request leaves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.types import Message
+
+from common.errors import ImageError
+from common.imageio import load_image
+
+from .settings import SenderSettings, webhook_url
+from .store import TransferStore, fsync_dir
+
+log = logging.getLogger(__name__)
+
+MODES = ("jpeg", "restore")
+UPDATES = ("auto", "none", "delta", "full")
+FORM_FIELDS = ("files", "match_jpeg", "quality", "mode", "update", "budget_seconds", "max_steps", "seed",
+               "receiver_url")
+MAX_NAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def supported_modes() -> tuple[str, ...]:
+    from common import codec
+
+    return tuple(getattr(codec, "ENCODE_MODES", MODES))
+
+
+class TransferOptions(BaseModel):
+    """Encode options from the form; strings are coerced (``"75"`` → 75)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match_jpeg: int | None = Field(default=None, ge=1, le=100)
+    quality: int | None = Field(default=None, ge=1, le=100)
+    mode: str = "restore"
+    update: str = "auto"
+    budget_seconds: float | None = Field(default=None, ge=0)
+    max_steps: int | None = Field(default=None, ge=0, le=1_000_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        modes = supported_modes()
+        if v not in modes:
+            raise ValueError(f"must be one of {', '.join(modes)}")
+        return v
+
+    @field_validator("update")
+    @classmethod
+    def _update(cls, v: str) -> str:
+        if v not in UPDATES:
+            raise ValueError(f"must be one of {', '.join(UPDATES)}")
+        return v
+
+
+def sanitise_names(filenames: list[str]) -> list[str]:
+    """Image names from upload file names: the stem, no path parts, safe characters, unique."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(filenames):
+        base = PurePosixPath(raw.replace("\\", "/")).name
+        stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+        name = _UNSAFE.sub("_", stem).strip("._-")[:MAX_NAME] or f"image-{i + 1}"
+        candidate, n = name, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name[: MAX_NAME - 1 - len(str(n))]}-{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def limited_receive(receive: Callable[[], Awaitable[Message]], limit: int) -> Callable[[], Awaitable[Message]]:
+    total = 0
+
+    async def wrapped() -> Message:
+        nonlocal total
+        message = await receive()
+        total += len(message.get("body", b""))
+        if total > limit:
+            raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+        return message
+
+    return wrapped
+
+
+async def read_form(request: Request, settings: SenderSettings) -> FormData:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise HTTPException(415, f"send multipart/form-data with one or more 'files' fields, not {ctype or 'no body'!r}")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > settings.max_request_bytes:
+        raise HTTPException(413, f"request body is {length} bytes; the limit is {settings.max_request_bytes} bytes")
+    limited = Request(request.scope, limited_receive(request.receive, settings.max_request_bytes))
+    return await limited.form(max_files=settings.max_images + 1, max_fields=32, max_part_size=4096)
+
+
+def parse_options(form: FormData, settings: SenderSettings) -> tuple[dict[str, Any], str]:
+    """Validated encode options (JSON-able) and the receiver URL, or a 422 naming the field."""
+    for key in form:
+        if key not in FORM_FIELDS:
+            raise HTTPException(422, f"unknown form field {key!r}; expected one of {', '.join(FORM_FIELDS)}")
+        if key != "files" and len(form.getlist(key)) > 1:
+            raise HTTPException(422, f"form field {key!r} is given more than once")
+    raw = {k: v for k, v in form.items() if k not in ("files", "receiver_url") and isinstance(v, str) and v != ""}
+    try:
+        opts = TransferOptions.model_validate(raw)
+    except ValidationError as e:
+        msg = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise HTTPException(422, f"invalid form field: {msg}") from None
+    if opts.match_jpeg is not None and opts.quality is not None:
+        raise HTTPException(422, "give either match_jpeg or quality, not both")
+    if opts.quality is None and opts.match_jpeg is None:
+        opts.match_jpeg = 75
+    if opts.budget_seconds is None:
+        opts.budget_seconds = settings.default_budget_seconds
+    if opts.budget_seconds > settings.max_budget_seconds:
+        raise HTTPException(
+            422, f"budget_seconds {opts.budget_seconds:g} is over the limit of {settings.max_budget_seconds:g}"
+        )
+    from common.codec import EncodeOptions
+
+    EncodeOptions(**opts.model_dump()).check()  # the codec's own rules (OptionsError → 422)
+    url = form.get("receiver_url")
+    if isinstance(url, str) and url:
+        if not settings.allow_receiver_override:
+            raise HTTPException(422, "receiver_url is fixed by the sender's configuration on this server")
+        try:
+            return opts.model_dump(), webhook_url(url)
+        except ValueError as e:
+            raise HTTPException(422, f"receiver_url: {e}") from None
+    return opts.model_dump(), webhook_url(settings.receiver_url)
+
+
+def upload_files(form: FormData, settings: SenderSettings) -> list[UploadFile]:
+    files = form.getlist("files")
+    if not files:
+        raise HTTPException(422, "no images: send one or more 'files' fields")
+    bad = [i for i, f in enumerate(files) if not isinstance(f, UploadFile)]
+    if bad:
+        raise HTTPException(422, f"'files' field #{bad[0] + 1} is plain text, not a file upload")
+    if len(files) > settings.max_images:
+        raise HTTPException(413, f"{len(files)} images; the limit is {settings.max_images} per transfer")
+    return [f for f in files if isinstance(f, UploadFile)]
+
+
+def stage_transfer(
+    store: TransferStore, transfer_id: str, files: list[UploadFile], settings: SenderSettings,
+    options: dict[str, Any], receiver_url: str,
+) -> list[dict[str, Any]]:
+    """Validate and store the uploads, then record the transfer (blocking; run in a thread)."""
+    names = sanitise_names([f.filename or "" for f in files])
+    tmp = store.tmp_dir / transfer_id
+    (tmp / "uploads").mkdir(parents=True)
+    try:
+        images = [_stage_one(tmp / "uploads", i, f, name, settings) for i, (f, name) in enumerate(zip(files, names, strict=True))]
+        fsync_dir(tmp / "uploads")
+        final = store.job_dir(transfer_id)
+        tmp.rename(final)
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        store.insert(transfer_id, options, receiver_url, images)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return images
+
+
+def _stage_one(folder: Path, index: int, upload: UploadFile, name: str, settings: SenderSettings) -> dict[str, Any]:
+    upload.file.seek(0)
+    data = upload.file.read()
+    label = upload.filename or f"file #{index + 1}"
+    try:
+        rgb = load_image(data, max_pixels=settings.max_pixels)
+    except ImageError as e:
+        raise type(e)(f"{label}: {e}") from None
+    path = folder / f"{index:03d}.upload"
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    height, width = rgb.shape[:2]
+    return {"name": name, "filename": label[:200], "file": path.name, "bytes": len(data),
+            "width": int(width), "height": int(height)}

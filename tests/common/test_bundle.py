@@ -1,0 +1,233 @@
+"""Bundle container: exact round trips, the documented byte layout, and rejection of bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from common.bundle import (
+    FORMAT_VERSION,
+    MAGIC,
+    Bundle,
+    BundleImage,
+    BundleLimits,
+    new_bundle_id,
+    parse_bundle,
+    peek_header,
+    write_bundle,
+)
+from common.errors import BundleError, CodecError
+from common.imageio import jpeg_encode
+from tests.common.make_malicious import FOLDER, frame, make_cases
+
+EXPECTED: dict[str, str] = json.loads((FOLDER / "EXPECTED.json").read_text())
+
+
+def tiny_jpeg(seed: int, w: int = 8, h: int = 8) -> bytes:
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return jpeg_encode(rgb, 25)
+
+
+JPEGS = [tiny_jpeg(i, 8 + i, 8) for i in range(3)]
+
+
+def make_bundle(**overrides: Any) -> Bundle:
+    fields: dict[str, Any] = dict(
+        bundle_id="b-0001", created="2025-03-01T12:00:00+00:00", mode="restore",
+        generator={"arch": "srvgg", "channels": 16, "blocks": [1, 2]}, base_sha256="ab" * 32,
+        update={"kind": "delta", "step": 0.0125, "params": ["body.0.bias"]}, update_bytes=b"\x00\x01\x02",
+        images=[BundleImage(f"img{i}.png", 8 + i, 8, j, {"q": 25, "psnr_jpeg": 27.5 + i})
+                for i, j in enumerate(JPEGS)],
+        metrics={"bpp": 1.25}, decision={"ship_update": True},
+    )
+    fields.update(overrides)
+    return Bundle(**fields)
+
+
+@pytest.fixture(scope="module")
+def good() -> bytes:
+    return write_bundle(make_bundle())
+
+
+def reject(data: bytes, limits: BundleLimits = BundleLimits()) -> str:
+    """Parse must raise BundleError (nothing else); return its message."""
+    with pytest.raises(BundleError) as info:
+        parse_bundle(data, limits)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------ round trips and layout
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"update": {"kind": "none"}, "update_bytes": b"", "metrics": {}, "decision": {}},
+    {"update": {"kind": "full", "coder": "raw"}, "mode": "sr4", "generator": None, "base_sha256": None},
+    {"images": [BundleImage("Straße – 写真 \U0001f600.jpg", 65535, 1, JPEGS[0])], "mode": "jpeg",
+     "update": {"kind": "none"}, "update_bytes": b""},
+])
+def test_round_trip_is_bit_exact(overrides: dict[str, Any]) -> None:
+    b = make_bundle(**overrides)
+    data = write_bundle(b)
+    parsed = parse_bundle(data)
+    assert parsed == b
+    assert write_bundle(parsed) == data
+    assert parsed.header_bytes == b.header_bytes == 24 + struct.unpack_from("<Q", data, 12)[0]
+    assert peek_header(data)["bundle_id"] == b.bundle_id
+
+
+def test_byte_layout_matches_the_documentation(good: bytes) -> None:
+    magic, version, n = struct.unpack_from("<8sIQ", good)
+    assert (magic, version) == (b"\x89GCB\r\n\x1a\n", 1) and magic == MAGIC and FORMAT_VERSION == 1
+    raw = good[20: 20 + n]
+    assert struct.unpack_from("<I", good, 20 + n)[0] == zlib.crc32(raw)
+    assert raw.isascii() and b" " not in raw
+    header = json.loads(raw)
+    assert list(header) == ["format", "bundle_id", "created", "mode", "generator", "base_sha256",
+                            "update", "images", "sections", "metrics", "decision"]
+    assert header["update"] == {"kind": "delta", "section": "update", "step": 0.0125,
+                                "params": ["body.0.bias"]}
+    assert header["images"][1] == {"name": "img1.png", "w": 9, "h": 8, "section": "jpeg/1", "q": 25,
+                                   "psnr_jpeg": 28.5}
+    data = good[24 + n:]
+    blobs = [*JPEGS, b"\x00\x01\x02"]
+    assert data == b"".join(blobs)
+    offset = 0
+    for s, name, blob in zip(header["sections"], ["jpeg/0", "jpeg/1", "jpeg/2", "update"], blobs, strict=True):
+        assert s == {"name": name, "offset": offset, "length": len(blob), "crc32": zlib.crc32(blob)}
+        offset += len(blob)
+
+
+def test_accepts_bytearray_and_memoryview(good: bytes) -> None:
+    assert parse_bundle(bytearray(good)) == parse_bundle(memoryview(good)) == parse_bundle(good)
+
+
+def test_new_bundle_id_is_valid_and_fresh() -> None:
+    ids = {new_bundle_id() for _ in range(100)}
+    assert len(ids) == 100
+    write_bundle(make_bundle(bundle_id=ids.pop()))
+
+
+# ------------------------------------------------------------------ corrupted bundles
+
+def test_every_truncation_is_rejected(good: bytes) -> None:
+    for k in range(len(good)):
+        reject(good[:k])
+
+
+@pytest.mark.parametrize("extra", [b"\0", b"\xff\xd9", b"x" * 1000])
+def test_trailing_bytes_are_rejected(good: bytes, extra: bytes) -> None:
+    assert "trailing bytes" in reject(good + extra)
+
+
+def test_every_single_bit_flip_is_rejected(good: bytes) -> None:
+    for i in range(len(good)):
+        for bit in range(8):
+            flipped = bytearray(good)
+            flipped[i] ^= 1 << bit
+            reject(bytes(flipped))
+
+
+def test_swapped_jpeg_payloads_are_caught_by_crc(good: bytes) -> None:
+    n = struct.unpack_from("<Q", good, 12)[0]
+    a, b = JPEGS[0], JPEGS[1]
+    swapped = good[: 24 + n] + b + a + good[24 + n + len(a) + len(b):]
+    assert len(swapped) == len(good)
+    assert "CRC-32 mismatch" in reject(swapped)
+
+
+def test_reordered_section_entries_are_rejected(good: bytes) -> None:
+    h = peek_header(good)
+    n = struct.unpack_from("<Q", good, 12)[0]
+    h["sections"][0], h["sections"][1] = h["sections"][1], h["sections"][0]
+    assert "sections[0].name must be 'jpeg/0'" in reject(frame(h, good[24 + n:]))
+
+
+# ------------------------------------------------------------------ limits
+
+def test_size_limit_is_checked_before_anything_else(good: bytes) -> None:
+    limits = BundleLimits(max_bundle_bytes=len(good) - 1)
+    assert f"the limit is {len(good) - 1} bytes" in reject(good, limits)
+    assert "the limit is 10 bytes" in reject(b"garbage, not even the magic", BundleLimits(max_bundle_bytes=10))
+    parse_bundle(good, BundleLimits(max_bundle_bytes=len(good)))
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    (BundleLimits(max_header_bytes=100), "is outside 2..100"),
+    (BundleLimits(max_images=2), "images must be a list of 1..2 entries, got 3 entries"),
+    (BundleLimits(max_pixels=70), "images[1] is 9x8 = 72 pixels; the limit is 70 pixels"),
+])
+def test_configurable_limits(good: bytes, limits: BundleLimits, message: str) -> None:
+    assert message in reject(good, limits)
+    with pytest.raises(BundleError):
+        write_bundle(make_bundle(), limits)
+
+
+def test_errors_map_to_http_400(good: bytes) -> None:
+    with pytest.raises(CodecError) as info:
+        parse_bundle(good[:-1])
+    assert info.value.http_status == 400
+
+
+def test_non_bytes_input_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        parse_bundle("not bytes")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the writer applies the same rules
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"images": [BundleImage("a", 8, 8, JPEGS[0], {"w": 3})]}, "collide with the reserved keys"),
+    ({"images": [BundleImage("../a", 8, 8, JPEGS[0])]}, "is not a safe file name"),
+    ({"images": [BundleImage("a", np.int64(8), 8, JPEGS[0])]}, "images[0].w must be an integer"),  # type: ignore[arg-type]
+    ({"images": [BundleImage("a", 8, 8, b"not a jpeg")]}, "section jpeg/0 is not a JPEG"),
+    ({"images": [BundleImage("a", 8, 8, JPEGS[0], {"psnr": float("inf")})]}, "not JSON-serialisable"),
+    ({"images": [BundleImage("a", 8, 8, JPEGS[0], {"q": np.float32(1)})]}, "not JSON-serialisable"),
+    ({"images": []}, "images must be a list of 1..1000 entries, got 0 entries"),
+    ({"update": {"kind": "none"}}, "update.kind 'none' needs empty update_bytes, got 3 bytes"),
+    ({"update_bytes": b""}, "update.kind 'delta' needs non-empty update_bytes"),
+    ({"update": {"kind": "delta", "section": "jpeg/0"}}, "update.section is set by the writer"),
+    ({"update": {"kind": "diff"}}, "update.kind must be one of"),
+    ({"mode": "sr3"}, "mode must be one of"),
+    ({"created": "2025-13-45"}, "created must be an ISO 8601"),
+    ({"metrics": {"deep": json.loads("[" * 40 + "]" * 40)}}, "nested deeper than 32 levels"),
+])
+def test_writer_rejects_what_the_parser_would(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(BundleError) as info:
+        write_bundle(make_bundle(**overrides))
+    assert message in str(info.value)
+
+
+def test_writer_accepts_a_matching_update_section() -> None:
+    b = make_bundle(update={"kind": "delta", "section": "update"})
+    assert parse_bundle(write_bundle(b)).update == {"kind": "delta"}
+
+
+def test_writer_size_limits() -> None:
+    b = make_bundle()
+    size = len(write_bundle(b))
+    with pytest.raises(BundleError, match=f"bundle would be {size} bytes"):
+        write_bundle(b, BundleLimits(max_bundle_bytes=size - 1))
+    with pytest.raises(BundleError, match="header length .* is outside 2..64"):
+        write_bundle(b, BundleLimits(max_header_bytes=64))
+
+
+# ------------------------------------------------------------------ the malicious folder
+
+def test_malicious_folder_is_complete() -> None:
+    files = {p.name for p in Path(FOLDER).iterdir() if p.suffix == ".bin"}
+    assert files == set(EXPECTED)
+    assert {name: msg for name, (_, msg) in make_cases().items()} == EXPECTED
+    assert len(files) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_malicious_bundle_is_rejected_with_its_message(name: str) -> None:
+    message = reject((FOLDER / name).read_bytes())
+    assert EXPECTED[name] in message
+    assert len(message) < 400
