@@ -148,6 +148,28 @@ def test_reordered_section_entries_are_rejected(good: bytes) -> None:
     assert "sections[0].name must be 'jpeg/0'" in reject(frame(h, good[24 + n:]))
 
 
+def _reframe(good: bytes, edit: Any) -> bytes:
+    n = struct.unpack_from("<Q", good, 12)[0]
+    raw = edit(good[20: 20 + n].decode())
+    return frame(raw.encode(), good[24 + n:])
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: json.dumps(json.loads(t)),  # whitespace
+    lambda t: json.dumps(dict(reversed(json.loads(t).items())), separators=(",", ":")),  # key order
+    lambda t: t.replace('"step":0.0125', '"step":1.25e-2'),  # number spelling
+    lambda t: t.replace('"img0.png"', '"img0\\u002epng"'),  # needless escape of "."
+    lambda t: t.replace('"img0.png"', '"\u00e9.png"').replace('"img1.png"', '"é.png"'),  # raw UTF-8
+    lambda t: t[:-1] + ',"decision":{}}' if False else t.replace(',"decision":{"ship_update":true}', ',"decision":{}'),
+])
+def test_non_canonical_headers_are_rejected(good: bytes, edit: Any) -> None:
+    assert "not in canonical form" in reject(_reframe(good, edit))
+
+
+def test_canonical_reframe_is_accepted(good: bytes) -> None:
+    assert _reframe(good, lambda t: t) == good
+
+
 # ------------------------------------------------------------------ limits
 
 def test_size_limit_is_checked_before_anything_else(good: bytes) -> None:
