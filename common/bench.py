@@ -33,13 +33,12 @@ from .metrics import ms_ssim, psnr
 from .plot import rd_plot
 from .progress import Progress
 
-LABELS = {
-    "jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressive", "webp": "WebP (method 6)",
-    "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)",
-}
+LABELS = {"jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressive", "webp": "WebP (method 6)",
+          "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)"}
 ANCHOR = "jpeg"
 QUALITIES = (5, 10, 20, 30, 40, 50)
 WIDE_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80)  # WebP/AVIF quality scales differ from JPEG's
+BD_QUALITIES = (5, 50)  # BD-rates are taken over the PSNR range the anchor spans at these JPEG qualities
 Encoder = Callable[[np.ndarray, int], bytes]
 
 
@@ -75,8 +74,7 @@ def _pil_encode(rgb: np.ndarray, fmt: str, **params: Any) -> bytes:
 
 
 def _pil_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
 
 
 BASELINES: dict[str, tuple[Encoder, Callable[[bytes], np.ndarray]]] = {
@@ -122,10 +120,7 @@ def load_set(folder: Path, pattern: str, limit: int | None) -> ImageSet:
 
 
 def _scores(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray], msssim: bool) -> dict[str, Any]:
-    for a, b in zip(originals, decoded, strict=True):
-        if a.shape != b.shape:
-            raise RuntimeError(f"decoded image is {b.shape}, the original {a.shape}")
-    per = [psnr(a, b) for a, b in zip(originals, decoded, strict=True)]
+    per = [psnr(a, b) for a, b in zip(originals, decoded, strict=True)]  # raises on a shape mismatch
     ms = [ms_ssim(a, b) for a, b in zip(originals, decoded, strict=True)] if msssim else []
     return {"psnr": float(np.mean(per)), "ms_ssim": float(np.mean(ms)) if ms else None,
             "psnr_per_image": [round(v, 4) for v in per]}
@@ -168,8 +163,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
     return [(c, args.other_qualities if c in ("webp", "avif") else args.qualities) for c in wanted]
 
 
-def run_sweep(args: argparse.Namespace, data: ImageSet, api: CodecApi | None) -> dict[str, dict[str, Any]]:
-    plan = _plan(args)
+def run_sweep(args: argparse.Namespace, data: ImageSet) -> dict[str, dict[str, Any]]:
+    plan, api = _plan(args), None
     bar = Progress(sum(len(qs) for _, qs in plan), "bench")
     curves: dict[str, dict[str, Any]] = {}
     done = 0
@@ -204,17 +199,25 @@ def _rd(curve: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _bd_entry(anchor: list[tuple[float, float]], test: list[tuple[float, float]],
               span: tuple[float, float]) -> dict[str, Any]:
+    """BD-rate over ``span`` (clipped to the overlap) and BD-PSNR; a failed metric is None plus why."""
+    out: dict[str, Any] = {"bd_rate_pct": None, "bd_psnr_db": None}
     try:
         lo, hi = psnr_overlap(anchor, test, span)
-        return {"bd_rate_pct": bd_rate(anchor, test, psnr_range=span), "bd_psnr_db": bd_psnr(anchor, test),
-                "psnr_interval": [lo, hi], "coverage": (hi - lo) / (span[1] - span[0])}
+        out.update(bd_rate_pct=bd_rate(anchor, test, psnr_range=span), psnr_interval=[lo, hi],
+                   coverage=(hi - lo) / (span[1] - span[0]))
     except ValueError as e:
-        return {"bd_rate_pct": None, "bd_psnr_db": None, "error": str(e)}
+        out["error"] = str(e)
+    try:
+        out["bd_psnr_db"] = bd_psnr(anchor, test)
+    except ValueError as e:
+        out["bd_psnr_error"] = str(e)
+    return out
 
 
 def bd_summary(curves: dict[str, dict[str, Any]]) -> dict[str, Any]:
     anchor = _rd(curves[ANCHOR])
-    ys = [y for _, y in anchor]
+    ys = [p["psnr"] for p in curves[ANCHOR]["points"] if BD_QUALITIES[0] <= p["quality"] <= BD_QUALITIES[1]]
+    ys = ys if len(ys) >= 2 else [y for _, y in anchor]  # a sweep outside 5..50: use all of it
     span = (min(ys), max(ys))
     out: dict[str, Any] = {"anchor": ANCHOR, "method": "pchip", "psnr_range": list(span), "vs_anchor": {}}
     for name, curve in curves.items():
@@ -238,11 +241,9 @@ def environment() -> dict[str, Any]:
     import PIL
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
     cuda = torch.cuda.is_available()
     return {"gancodec": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "pillow": PIL.__version__, "platform": platform.platform(), "cpu": cpu,
@@ -252,37 +253,29 @@ def environment() -> dict[str, Any]:
 
 def print_table(res: dict[str, Any]) -> None:
     print(f"{res['images']} images, {res['pixels'] / 1e6:.2f} MP from {res['data']}")
-    print(f"{'curve':<30} {'q':>3} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'update%':>7} {'tune s':>6} {'dec MP/s':>8}")
+    print(f"{'curve':<30} {'q':>3} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7}  update%  tune s  dec MP/s  chosen")
     for curve in res["curves"].values():
         if not curve["available"]:
             print(f"{curve['label']:<30} unavailable: {curve['reason']}")
         for p in curve["points"]:
             ms = "" if p["ms_ssim"] is None else f"{p['ms_ssim']:.4f}"
-            extra = (f"{100 * p['update_share']:7.2f} {p['finetune_s'] or 0:6.1f} {p['decode_mps']:8.2f}"
-                     if "parts" in p else "")
-            print(f"{curve['label']:<30} {p['quality']:>3} {p['bpp']:7.4f} {p['psnr']:6.2f} {ms:>7} {extra}")
+            extra = (f"{100 * p['update_share']:7.2f} {p['finetune_s'] or 0:7.1f} {p['decode_mps']:9.2f}  "
+                     f"{(p['decision'] or {}).get('chosen', '')}" if "parts" in p else "")
+            print(f"{curve['label']:<30} {p['quality']:>3} {p['bpp']:7.4f} {p['psnr']:6.2f} {ms:>7}  {extra}")
     bd = res["bd"]
     lo, hi = bd["psnr_range"]
     print(f"\nBD vs {LABELS[ANCHOR]} over PSNR [{lo:.2f}, {hi:.2f}] dB ({bd['method']}):")
     rows = [(LABELS[k], v) for k, v in bd["vs_anchor"].items()]
     rows += [("fine-tuned vs base generator", bd["finetune_vs_base"])] if "finetune_vs_base" in bd else []
     for label, e in rows:
-        if e["bd_rate_pct"] is None:
-            print(f"  {label:<30} n/a ({e['error']})")
-        else:
-            print(f"  {label:<30} BD-rate {e['bd_rate_pct']:+7.2f} %  BD-PSNR {e['bd_psnr_db']:+6.3f} dB"
-                  f"  ({100 * e['coverage']:.0f}% of the range)")
+        rate = "n/a" if e["bd_rate_pct"] is None else f"{e['bd_rate_pct']:+7.2f} %"
+        dpsnr = "n/a" if e["bd_psnr_db"] is None else f"{e['bd_psnr_db']:+6.3f} dB"
+        why = f"({100 * e['coverage']:.0f}% of the range)" if "coverage" in e else f"({e['error']})"
+        print(f"  {label:<30} BD-rate {rate:>9}  BD-PSNR {dpsnr:>9}  {why}")
     for name, s in res.get("codec", {}).items():
         tune = "n/a" if s["finetune_s_per_mp"] is None else f"{s['finetune_s_per_mp']:.1f}"
         print(f"{LABELS[name]}: encode {s['encode_s_total']:.1f} s total, fine-tune {tune} s/MP per point, "
               f"decode {s['decode_mps_median']:.2f} MP/s, update <= {100 * s['update_share_max']:.2f}% of bundle")
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,10 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: getattr(args, k) for k in ("qualities", "other_qualities", "limit", "budget_seconds",
                                                    "max_steps", "update", "device", "curves")},
     }
-    res["curves"] = run_sweep(args, data, None)
+    res["curves"] = run_sweep(args, data)
     res["bd"] = bd_summary(res["curves"])
     res["codec"] = {k: codec_summary(c, data.pixels) for k, c in res["curves"].items() if k.startswith("gancodec")}
-    _write_json(Path(args.out), res)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
     if args.plot:
         curves = {c["label"]: _rd(c) for c in res["curves"].values() if c["available"]}
         lo, hi = res["bd"]["psnr_range"]

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, ImageTooLargeError
 
-INPUT_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF")
+INPUT_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
 DEFAULT_MAX_PIXELS = 50_000_000
 MIN_SIDE = 8
 

@@ -51,7 +51,7 @@ def transfer_view(job: dict[str, Any], board: ProgressBoard) -> dict[str, Any]:
                                "bundle_id", "error")},
         "progress": progress,
         "result": job["summary"],
-        "delivery": job["delivery"] or {},
+        "delivery": {**(job["delivery"] or {}), **({"webhook_id": job["webhook_id"]} if job["webhook_id"] else {})},
         "links": {"self": base, "events": f"{base}/events", "bundle": f"{base}/bundle"},
     }
 

@@ -196,6 +196,9 @@ def _stage_one(folder: Path, index: int, upload: UploadFile, name: str, settings
         rgb = load_image(data, max_pixels=settings.max_pixels)
     except ImageError as e:
         raise type(e)(f"{label}: {e}") from None
+    except Exception as e:  # decoders raise assorted errors on hostile input; none of them is a 500
+        log.warning("upload %r: decoder raised %s: %s", label, type(e).__name__, e)
+        raise ImageError(f"{label}: not a decodable image ({type(e).__name__})") from None
     path = folder / f"{index:03d}.upload"
     with open(path, "wb") as f:
         f.write(data)
