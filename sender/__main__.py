@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     from .app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host or settings.host, port=settings.port if args.port is None else args.port,
+    uvicorn.run(create_app(settings), host=args.host or settings.host,
+                port=settings.port if args.port is None else args.port, timeout_graceful_shutdown=10,
                 log_config=None, access_log=True)
     return 0
 

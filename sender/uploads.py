@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
@@ -111,7 +112,16 @@ async def read_form(request: Request, settings: SenderSettings) -> FormData:
     if length and length.isdigit() and int(length) > settings.max_request_bytes:
         raise HTTPException(413, f"request body is {length} bytes; the limit is {settings.max_request_bytes} bytes")
     limited = Request(request.scope, limited_receive(request.receive, settings.max_request_bytes))
-    return await limited.form(max_files=settings.max_images + 1, max_fields=32, max_part_size=4096)
+    try:
+        return await limited.form(max_files=settings.max_images, max_fields=32, max_part_size=4096)
+    except StarletteHTTPException as e:  # Starlette's multipart limits, reworded to name our settings
+        detail = str(e.detail)
+        if detail.startswith("Too many files"):
+            raise HTTPException(413, f"more than {settings.max_images} images; the limit is "
+                                     f"{settings.max_images} per transfer") from None
+        if detail.startswith(("Too many fields", "Field exceeded", "Part exceeded")):
+            raise HTTPException(422, f"form fields: {detail}") from None
+        raise HTTPException(e.status_code, f"malformed multipart body: {detail}") from None
 
 
 def parse_options(form: FormData, settings: SenderSettings) -> tuple[dict[str, Any], str]:
