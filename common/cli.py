@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .codec import UPDATES, EncodeOptions, decode_bundle, encode_images
 from .errors import CodecError
@@ -93,7 +94,7 @@ def _decode(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - t0
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for im, rgb in zip(dec.bundle.images, dec.images, strict=True):
         path = outdir / f"{im.name}.png"
         save_png(rgb, path)

@@ -112,14 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         recs = fetch_reconstructions(receiver, final["bundle_id"], out / "reconstructed")
         print(f"\nreconstructions from the receiver, checked against the originals ({out}/reconstructed/):")
         originals = {p.stem: load_image(p) for p in files}
-        for p in recs:
-            ref = originals.get(p.stem)
-            rec = load_image(p)
-            jpg = load_image(p.with_suffix(".jpg"))
-            if ref is not None:
-                print(f"  {p.name:<24} JPEG payload {psnr(jpg, ref):6.2f} dB -> reconstruction "
-                      f"{psnr(rec, ref):6.2f} dB")
-        mean = np.mean([psnr(load_image(p), originals[p.stem]) for p in recs if p.stem in originals])
+        scores = []
+        for path in recs:
+            ref = originals.get(path.stem)
+            if ref is None:
+                continue
+            rec, jpg = load_image(path), load_image(path.with_suffix(".jpg"))
+            scores.append(psnr(rec, ref))
+            print(f"  {path.name:<24} JPEG payload {psnr(jpg, ref):6.2f} dB -> reconstruction "
+                  f"{scores[-1]:6.2f} dB")
+        mean = np.mean(scores)
         print(f"mean reconstruction PSNR {mean:.2f} dB; "
               f"bundle {final['result']['bytes']['total']} B vs plain JPEG q{args.match_jpeg} "
               f"{final['result']['ref_jpeg_bytes']} B (saving {final['result']['saving']:+.1%})")

@@ -89,7 +89,8 @@ class CompactGenerator(nn.Module):
         tail = nn.Conv2d(cfg.channels, s2, 3, padding=1)
         with torch.no_grad():
             tail.weight.mul_(0.1)
-            tail.bias.zero_()
+            if tail.bias is not None:
+                nn.init.zeros_(tail.bias)
         layers.append(tail)
         self.body = nn.Sequential(*layers)
 

@@ -33,7 +33,7 @@ def load_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=INPUT_FORMATS)
+            img: Image.Image = Image.open(io.BytesIO(data), formats=INPUT_FORMATS)
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageTooLargeError(

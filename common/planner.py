@@ -68,15 +68,24 @@ class PlanResult:
 
 
 def _plan(kind: str, imgs: list[SetImage], model: CompactGenerator | None, tag: int, match: bool,
-          q_ref: int, targets: list[float], ref_bytes: list[int], guesses: list[int]) -> Plan:
+          q_ref: int, targets: list[float], ref_bytes: list[int], guesses: list[int],
+          progress: ProgressFn | None) -> Plan:
     qs, gs, ps, pp = [], [], [], []
     for i, im in enumerate(imgs):
+        if progress is not None:
+            progress(f"plan:{kind}", i, len(imgs))
         if match:
             t = targets[i]
-            qj = min_quality(lambda q, im=im, t=t: im.score(None, 0, q) >= t, 100, guess=q_ref) or 100
+            def jpeg_ok(q: int, im: SetImage = im, t: float = t) -> bool:
+                return im.score(None, 0, q) >= t
+
+            def gen_ok(q: int, im: SetImage = im, t: float = t) -> bool:
+                return im.score(model, tag, q) >= t
+
+            qj = min_quality(jpeg_ok, 100, guess=q_ref) or 100
             best = (len(im.payload(qj)[0]), qj, False)
             if model is not None:
-                qg = min_quality(lambda q, im=im, t=t: im.score(model, tag, q) >= t, qj, guess=guesses[i])
+                qg = min_quality(gen_ok, qj, guess=guesses[i])
                 if qg is not None and len(im.payload(qg)[0]) < best[0]:
                     best = (len(im.payload(qg)[0]), qg, True)
             _, q, g = best
@@ -87,6 +96,8 @@ def _plan(kind: str, imgs: list[SetImage], model: CompactGenerator | None, tag: 
         gs.append(g)
         ps.append(im.score(model if g else None, tag if g else 0, q))
         pp.append(im.score(None, 0, q))
+    if progress is not None:
+        progress(f"plan:{kind}", len(imgs), len(imgs))
     return Plan(kind, imgs, qs, gs, ps, pp, targets, ref_bytes)
 
 
@@ -150,15 +161,13 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
     n = len(imgs)
 
     def plan(kind: str, model: CompactGenerator | None, tag: int, guesses: list[int]) -> Plan:
-        return _plan(kind, imgs, model, tag, match, q_ref, targets, ref_bytes, guesses)
+        return _plan(kind, imgs, model, tag, match, q_ref, targets, ref_bytes, guesses, progress)
 
     plans = {"jpeg": plan("jpeg", None, 0, [q_ref] * n)}
     decision: dict[str, Any] = {"match_jpeg": q_ref if match else None, "quality": None if match else q_ref}
     ft_seconds = 0.0
     lam = 0.0
     if opts.mode == "restore":
-        if progress:
-            progress("encoding", 0, 1)
         base_plan = plan("base", _model(cfg, base_state), 1, [max(1, q_ref - 15)] * n)
         plans["base"] = base_plan
         lam = jpeg_slope(imgs, base_plan.qs)
@@ -183,6 +192,8 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
                                                           _eval_crops(pairs, opts.seed), lam, progress)
                 p = plan("delta", _model(cfg, state), 2, guesses)
                 p.update_header, p.update_bytes = header, data
+                if not data:  # every delta quantised to zero: this is the base plan again
+                    p.kind = "base"
                 plans["delta"] = p
                 decision["steps_tried"] = trace
             if opts.update == "full":

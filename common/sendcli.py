@@ -129,6 +129,7 @@ class _Bars:
     def __init__(self) -> None:
         self.key: tuple[str, int] | None = None
         self.bar: Progress | None = None
+        self.step = -1
         self.status = ""
 
     def show(self, state: dict[str, Any]) -> None:
@@ -137,15 +138,17 @@ class _Bars:
             if self.bar is None:
                 print(f"status: {self.status}", file=sys.stderr)
         p = state.get("progress")
-        if not p or not p.get("total"):
+        if not p or int(p.get("total") or 0) <= 1:
             return
         key = (p["stage"], int(p["total"]))
         bar = self.bar
         if key != self.key or bar is None:
             self.close()
             bar = Progress(int(p["total"]), f"{p['stage']:>9}")
-            self.key, self.bar = key, bar
-        bar.update(int(p["step"]))
+            self.key, self.bar, self.step = key, bar, -1
+        if int(p["step"]) != self.step:
+            self.step = int(p["step"])
+            bar.update(self.step)
 
     def close(self) -> None:
         if self.bar is not None:

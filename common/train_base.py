@@ -95,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         step += 1
         loss_avg = 0.98 * loss_avg + 0.02 * float(loss.detach())
         bar.update(step, f"loss {loss_avg:.4f} lr {lr:.1e}")
-        if step % 500 == 0 or step == args.steps:
+        if step % 250 == 0 or step == args.steps:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
             save_weights(model.cpu().state_dict(), cfg, out, extra={"train_step": step})
             model.to(device)

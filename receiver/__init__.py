@@ -1,0 +1,1 @@
+"""Receiver service: signed bundle intake, validation, reconstruction worker, read API."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.bundle import BundleLimits, peek_header
+from common.bundle import Bundle, BundleLimits, peek_header
 from common.codec import inspect_bundle
 from common.errors import BundleError
 from common.webhooks import ID_HEADER, verify
@@ -78,7 +78,7 @@ class Intake:
         msg_id = {k.lower(): v for k, v in headers.items()}.get(ID_HEADER, "")
         return msg_id if _MSG_ID_RE.match(msg_id) else None
 
-    def _store(self, bundle: Any, body: bytes, msg_id: str | None) -> IntakeResult:
+    def _store(self, bundle: Bundle, body: bytes, msg_id: str | None) -> IntakeResult:
         bid = bundle.bundle_id
         images = [
             {"index": i, "name": im.name, "width": int(im.width), "height": int(im.height),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .worker import TransferWorker
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+EVENT_REFRESH_SECONDS = 5.0
 TransferId = Annotated[str, Path(max_length=64, description="transfer id")]
 
 
@@ -121,16 +123,19 @@ def get_transfer(job: Job, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/v1/transfers/{transfer_id}/events", response_class=EventSourceResponse)
 async def transfer_events(job: Job, ctx: Ctx, request: Request) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: a ``transfer`` event (the status JSON) on every change; ``done`` at the end."""
-    tid, last = job["id"], ""
+    """Server-sent events: a ``transfer`` event (the status JSON) when the status or the step changes
+    (and every few seconds while running, to refresh the ETA); a ``done`` event at the end."""
+    tid, last, sent_at = job["id"], "", 0.0
     while True:
         current = await run_in_threadpool(ctx.store.get, tid)
         if current is None:
             return
         view = transfer_view(current, ctx.board)
-        text = json.dumps(view, sort_keys=True)
-        if text != last:
-            last = text
+        progress = {k: v for k, v in (view["progress"] or {}).items() if k not in ("elapsed_seconds", "eta_seconds")}
+        key = json.dumps({**view, "progress": progress}, sort_keys=True)
+        now = time.monotonic()
+        if key != last or (view["progress"] and now - sent_at > EVENT_REFRESH_SECONDS):
+            last, sent_at = key, now
             yield ServerSentEvent(data=view, event="transfer")
         if current["status"] in TERMINAL:
             yield ServerSentEvent(data=view, event="done")

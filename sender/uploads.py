@@ -114,6 +114,8 @@ async def read_form(request: Request, settings: SenderSettings) -> FormData:
     limited = Request(request.scope, limited_receive(request.receive, settings.max_request_bytes))
     try:
         return await limited.form(max_files=settings.max_images, max_fields=32, max_part_size=4096)
+    except HTTPException:  # ours (the streaming size limit): already says what is wrong
+        raise
     except StarletteHTTPException as e:  # Starlette's multipart limits, reworded to name our settings
         detail = str(e.detail)
         if detail.startswith("Too many files"):
@@ -201,11 +203,13 @@ def stage_transfer(
 def _stage_one(folder: Path, index: int, upload: UploadFile, name: str, settings: SenderSettings) -> dict[str, Any]:
     upload.file.seek(0)
     data = upload.file.read()
-    label = upload.filename or f"file #{index + 1}"
+    label = (upload.filename or f"file #{index + 1}")[:200]
     try:
         rgb = load_image(data, max_pixels=settings.max_pixels)
     except ImageError as e:
         raise type(e)(f"{label}: {e}") from None
+    except MemoryError:
+        raise
     except Exception as e:  # decoders raise assorted errors on hostile input; none of them is a 500
         log.warning("upload %r: decoder raised %s: %s", label, type(e).__name__, e)
         raise ImageError(f"{label}: not a decodable image ({type(e).__name__})") from None
@@ -215,5 +219,5 @@ def _stage_one(folder: Path, index: int, upload: UploadFile, name: str, settings
         f.flush()
         os.fsync(f.fileno())
     height, width = rgb.shape[:2]
-    return {"name": name, "filename": label[:200], "file": path.name, "bytes": len(data),
+    return {"name": name, "filename": label, "file": path.name, "bytes": len(data),
             "width": int(width), "height": int(height)}

@@ -141,3 +141,10 @@ def test_dockerfile_uses_cpu_torch_and_installs_the_packages() -> None:
     assert "USER " in text and 'VOLUME ["/data"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (ROOT / "docs" / "services.md").read_text()
+    for cls, prefix in ((SenderSettings, "SENDER_"), (ReceiverSettings, "RECEIVER_")):
+        missing = [f"{prefix}{f.upper()}" for f in cls.model_fields if f"`{prefix}{f.upper()}`" not in doc]
+        assert not missing, f"docs/services.md does not mention {missing}"

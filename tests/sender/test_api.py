@@ -194,3 +194,20 @@ def test_not_multipart_and_unknown_ids(client: TestClient) -> None:
         assert r.status_code == 404 and "no transfer with id 'nope'" in r.json()["detail"]
     paths = client.get("/openapi.json").json()["paths"]
     assert "multipart/form-data" in paths["/v1/transfers"]["post"]["requestBody"]["content"]
+
+
+def test_size_limit_holds_without_content_length(settings: SenderSettings, codec: FakeCodec) -> None:
+    boundary = "b0undary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode() + b"\0" * 250_000 + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:  # a generator body is sent chunked, without content-length
+        for i in range(0, len(part), 16_384):
+            yield part[i:i + 16_384]
+
+    with TestClient(create_app(settings)) as c:
+        before = tree_files(settings.data_dir)
+        r = c.post("/v1/transfers", content=chunks(),
+                   headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 413 and r.json()["detail"] == "request body is over the limit of 200000 bytes"
+        assert tree_files(settings.data_dir) == before
