@@ -37,7 +37,7 @@ LABELS = {"jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressi
           "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)"}
 ANCHOR = "jpeg"
 QUALITIES = (5, 10, 20, 30, 40, 50)
-WIDE_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80)  # WebP/AVIF quality scales differ from JPEG's
+WIDE_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 70)  # WebP/AVIF quality scales differ from JPEG's
 BD_QUALITIES = (5, 50)  # BD-rates are taken over the PSNR range the anchor spans at these JPEG qualities
 Encoder = Callable[[np.ndarray, int], bytes]
 
@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         curves = {c["label"]: _rd(c) for c in res["curves"].values() if c["available"]}
         lo, hi = res["bd"]["psnr_range"]
-        rd_plot(curves, args.plot, f"Rate-distortion: {folder.name}, {len(data.images)} images", yband=(lo, hi))
+        where = folder.name if args.glob == "*" else f"{folder.name}/{args.glob}"
+        rd_plot(curves, args.plot, f"Rate-distortion: {where}, {len(data.images)} images", yband=(lo, hi))
     if args.json:
         print(json.dumps(res, indent=1))
     else:
