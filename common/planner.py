@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .codec import EncodeOptions
 
 ProgressFn = Callable[[str, int, int], None]
-STEPS = tuple(2.0**-k for k in range(5, 14))
+STEPS = tuple(2.0**-k for k in range(6, 13))
 EVAL_CROPS, EVAL_PATCH = 32, 128
 
 
@@ -146,9 +146,6 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
             best = (cost, header, data, state)
         if progress is not None:
             progress("measuring", k + 1, len(STEPS))
-        # Cost is unimodal in the step in practice: stop two steps past the best one.
-        if len(trace) >= 3 and trace[-1]["cost"] > trace[-2]["cost"] > trace[-3]["cost"]:
-            break
     assert best is not None
     return best[1], best[2], best[3], trace
 
