@@ -190,6 +190,11 @@ def _check_image_info(b: Bundle) -> None:
         g = im.info.get("g", 0)
         if g not in (0, 1) or isinstance(g, bool):
             raise BundleError(f"image {im.name!r}: 'g' must be 0 or 1, got {g!r}")
+        q = im.info.get("q")
+        if q is not None and (not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100):
+            raise BundleError(f"image {im.name!r}: payload quality 'q' must be an integer in 1..100, got {q!r}")
+        if g and q is None:
+            raise BundleError(f"image {im.name!r}: the generator runs on it but 'q' is missing")
 
 
 def inspect_bundle(data: bytes, limits: BundleLimits = BundleLimits()) -> Bundle:
@@ -211,7 +216,8 @@ def decode_bundle(data: bytes, progress: ProgressFn | None = None, *, tile: int 
         if dec.shape != (im.height, im.width, 3):
             raise BundleError(f"image {im.name!r}: JPEG is {dec.shape[1]}x{dec.shape[0]}, header says "
                               f"{im.width}x{im.height}")
-        out.append(restore(model, dec, tile=tile) if model is not None and im.info.get("g") else dec)
+        out.append(restore(model, dec, q=im.info.get("q"), tile=tile)
+                   if model is not None and im.info.get("g") else dec)
         if progress is not None:
             progress("decoding", k + 1, len(b.images))
     return DecodedBundle(bundle=b, images=out)

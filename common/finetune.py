@@ -47,11 +47,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def _crop_batch(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], rng: random.Random, batch: int, patch: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, int]], rng: random.Random, batch: int, patch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ys, qs = [], [], []
     for _ in range(batch):
-        x, y = pairs[rng.randrange(len(pairs))]
+        x, y, q = pairs[rng.randrange(len(pairs))]
+        qs.append(float(q))
         h, w = x.shape[-2:]
         ph, pw = min(patch, h), min(patch, w)
         # Crop on the 8x8 JPEG grid so block-boundary artefacts stay where the network saw them.
@@ -64,24 +65,24 @@ def _crop_batch(
         hh, ww = max(t.shape[-2] for t in xs), max(t.shape[-1] for t in xs)
         xs = [F.pad(t, (0, ww - t.shape[-1], 0, hh - t.shape[-2]), mode="replicate") for t in xs]
         ys = [F.pad(t, (0, ww - t.shape[-1], 0, hh - t.shape[-2]), mode="replicate") for t in ys]
-    return torch.stack(xs), torch.stack(ys)
+    return torch.stack(xs), torch.stack(ys), torch.tensor(qs, device=xs[0].device)
 
 
 def finetune(
     model: CompactGenerator,
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, int]],
     names: Sequence[str],
     cfg: FinetuneConfig,
     device: torch.device,
     progress: ProgressFn | None = None,
 ) -> FinetuneReport:
-    """Fine-tune ``model`` in place on ``(decoded, original)`` uint8 pairs; returns what it did."""
+    """Fine-tune ``model`` in place on ``(decoded, original, payload quality)`` triples (uint8 images)."""
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     tensors = [
         (torch.from_numpy(np.array(d)).permute(2, 0, 1).float().div(255).to(device),
-         torch.from_numpy(np.array(o)).permute(2, 0, 1).float().div(255).to(device))
-        for d, o in pairs
+         torch.from_numpy(np.array(o)).permute(2, 0, 1).float().div(255).to(device), q)
+        for d, o, q in pairs
     ]
     model.to(device).train()
     wanted = set(names)
@@ -101,8 +102,8 @@ def finetune(
         frac = max(elapsed / cfg.budget_seconds, step / max_steps)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        x, y = _crop_batch(tensors, rng, cfg.batch, cfg.patch)
-        loss = F.mse_loss(model(x), y)
+        x, y, q = _crop_batch(tensors, rng, cfg.batch, cfg.patch)
+        loss = F.mse_loss(model(x, q), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -11,7 +11,10 @@ The default ``srvgg`` generator is a compact SRVGG-style conv stack working at h
       │ pixel_shuffle(s)                         ─▶ (N, 3, H, W)  residual r
       └──────────────────────────────────────────▶ y = x + r   (N,3,H,W) float32, unclamped
 
-No batch norm, so fine-tuning on a handful of images is well behaved.
+With ``qcond=1`` the generator also takes the payload JPEG quality q (N,) in 1..100 and modulates
+every hidden layer per channel, before its PReLU: h ← h·(1 + t·scale_l) + t·shift_l with
+t = (q − 50)/50 (pointwise, so tiling stays exact). No batch norm, so fine-tuning on a handful of
+images is well behaved.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class GeneratorConfig:
     blocks: int = 4
     unshuffle: int = 2
     scale: int = 1
+    qcond: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -45,6 +49,8 @@ class GeneratorConfig:
         _check_range("blocks", self.blocks, 0, 16)
         if self.unshuffle not in (1, 2, 4):
             raise BundleError(f"generator unshuffle {self.unshuffle!r} must be 1, 2 or 4")
+        if self.qcond not in (0, 1):
+            raise BundleError(f"generator qcond {self.qcond!r} must be 0 or 1")
         if self.scale != 1:
             raise BundleError(f"generator scale {self.scale!r} is not supported (only 1)")
 
@@ -93,13 +99,30 @@ class CompactGenerator(nn.Module):
                 nn.init.zeros_(tail.bias)
         layers.append(tail)
         self.body = nn.Sequential(*layers)
+        if cfg.qcond:
+            self.qscale = nn.Parameter(torch.zeros(cfg.blocks + 1, cfg.channels))
+            self.qshift = nn.Parameter(torch.zeros(cfg.blocks + 1, cfg.channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_body(self, h: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+        if not self.cfg.qcond:
+            return self.body(h)
+        if q is None:
+            raise ValueError("this generator is quality-conditioned: pass q, the payload JPEG quality")
+        t = ((q.to(h.dtype, copy=False) - 50.0) / 50.0).view(-1, 1, 1, 1)
+        layers = list(self.body)
+        for i in range(self.cfg.blocks + 1):
+            h = layers[2 * i](h)
+            h = h * (1 + t * self.qscale[i].view(1, -1, 1, 1)) + t * self.qshift[i].view(1, -1, 1, 1)
+            h = layers[2 * i + 1](h)
+        return layers[-1](h)
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (N,3,H,W) in [0,1]; ``q`` (N,) payload JPEG qualities (needed when ``qcond``)."""
         s = self.cfg.unshuffle
         h, w = x.shape[-2:]
         ph, pw = (-h) % s, (-w) % s
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-        r = self.body(F.pixel_unshuffle(xp, s) if s > 1 else xp)
+        r = self._run_body(F.pixel_unshuffle(xp, s) if s > 1 else xp, q)
         r = F.pixel_shuffle(r, s) if s > 1 else r
         return x + r[..., :h, :w]
 

@@ -24,16 +24,17 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return t[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-def restore(model: CompactGenerator, rgb: np.ndarray, *, tile: int = DEFAULT_TILE) -> np.ndarray:
+def restore(model: CompactGenerator, rgb: np.ndarray, *, q: int | None = None, tile: int = DEFAULT_TILE) -> np.ndarray:
     """Apply ``model`` to a decoded JPEG ``(H,W,3) uint8``; returns ``(H,W,3) uint8``.
 
     ``tile`` is the core tile side (a multiple of the generator's unshuffle factor); 0 = untiled.
     """
     device = next(model.parameters()).device
+    qt = None if q is None else torch.tensor([float(q)], device=device)
     h, w = rgb.shape[:2]
     with torch.inference_mode():
         if tile <= 0 or (h <= tile and w <= tile):
-            return to_uint8(model(to_tensor(rgb).to(device)).cpu())
+            return to_uint8(model(to_tensor(rgb).to(device), qt).cpu())
         s = model.cfg.unshuffle
         tile -= tile % s
         pad = -(-model.receptive_radius // s) * s  # round up to a multiple of s
@@ -46,6 +47,6 @@ def restore(model: CompactGenerator, rgb: np.ndarray, *, tile: int = DEFAULT_TIL
                 # Keep the tile's grid aligned to the unshuffle grid of the full image.
                 yb = ya + ((yb - ya) // s) * s if yb < h else yb
                 xb = xa + ((xb - xa) // s) * s if xb < w else xb
-                res = to_uint8(model(to_tensor(rgb[ya:yb, xa:xb]).to(device)).cpu())
+                res = to_uint8(model(to_tensor(rgb[ya:yb, xa:xb]).to(device), qt).cpu())
                 out[y0:y1, x0:x1] = res[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
         return out

@@ -107,29 +107,32 @@ def _model(cfg: GeneratorConfig, state: dict[str, torch.Tensor]) -> CompactGener
     return m.eval()
 
 
-def _eval_crops(pairs: Sequence[tuple[np.ndarray, np.ndarray]], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+Crop = tuple[np.ndarray, np.ndarray, int]
+
+
+def _eval_crops(pairs: Sequence[Crop], seed: int) -> list[Crop]:
     rng = random.Random(seed + 1)
     crops = []
     for k in range(EVAL_CROPS):
-        d, o = pairs[k % len(pairs)]
+        d, o, q = pairs[k % len(pairs)]
         h, w = d.shape[:2]
         ph, pw = min(EVAL_PATCH, h), min(EVAL_PATCH, w)
         y0, x0 = rng.randrange(h - ph + 1) & ~1, rng.randrange(w - pw + 1) & ~1
-        crops.append((d[y0 : y0 + ph, x0 : x0 + pw], o[y0 : y0 + ph, x0 : x0 + pw]))
+        crops.append((d[y0 : y0 + ph, x0 : x0 + pw], o[y0 : y0 + ph, x0 : x0 + pw], q))
     return crops
 
 
-def _crop_mse(model: CompactGenerator, crops: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def _crop_mse(model: CompactGenerator, crops: list[Crop]) -> float:
     tot = 0.0
     with torch.inference_mode():
-        for d, o in crops:
-            out = to_uint8(model(to_tensor(d))).astype(np.float64)
+        for d, o, q in crops:
+            out = to_uint8(model(to_tensor(d), torch.tensor([float(q)]))).astype(np.float64)
             tot += float(np.mean((out - o) ** 2))
     return tot / len(crops)
 
 
 def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
-                 names: list[str], crops: list[tuple[np.ndarray, np.ndarray]], lam: float,
+                 names: list[str], crops: list[Crop], lam: float,
                  progress: ProgressFn | None) -> tuple[dict[str, Any], bytes, dict[str, torch.Tensor], list]:
     """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base)."""
     template = build_generator(cfg).state_dict()
@@ -174,9 +177,9 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
         budget_ok = opts.budget_seconds > 0 and opts.max_steps != 0
         if opts.update in ("auto", "delta", "full") and budget_ok:
             qs_train = sorted({(q, k) for k, q in enumerate(base_plan.qs)})
-            pairs = [(imgs[k].payload(q)[1], imgs[k].rgb) for q, k in qs_train]
+            pairs = [(imgs[k].payload(q)[1], imgs[k].rgb, q) for q, k in qs_train]
             if match:  # also a little below, where the tuned model should take the payload
-                pairs += [(imgs[k].payload(max(1, q - 5))[1], imgs[k].rgb) for q, k in qs_train]
+                pairs += [(imgs[k].payload(max(1, q - 5))[1], imgs[k].rgb, max(1, q - 5)) for q, k in qs_train]
             tuned_model = _model(cfg, base_state)
             names = select_params(base_state, opts.subset)
             rep = finetune(tuned_model, pairs, names,

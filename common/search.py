@@ -46,7 +46,7 @@ class SetImage:
         key = (tag, q)
         if key not in self._scores:
             dec = self.payload(q)[1]
-            out = dec if model is None else restore(model, dec)
+            out = dec if model is None else restore(model, dec, q=q)
             self._scores[key] = psnr(out, self.rgb)
         return self._scores[key]
 

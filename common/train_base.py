@@ -42,9 +42,13 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 def sample_batch(
     images: list[np.ndarray], rng: random.Random, batch: int, patch: int, qmin: int, qmax: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops: returns (degraded, clean), each (N,3,patch,patch) float32 in [0,1]."""
-    xs, ys = [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random crops: (degraded, clean) each (N,3,patch,patch) float32 in [0,1], and qualities (N,).
+
+    Qualities are drawn as qmin + (qmax - qmin)·u^1.5: denser at low qualities, where the
+    artefacts (and the rate savings) are largest.
+    """
+    xs, ys, qs = [], [], []
     for _ in range(batch):
         img = images[rng.randrange(len(images))]
         h, w = img.shape[:2]
@@ -55,11 +59,13 @@ def sample_batch(
         if rng.random() < 0.5:
             crop = crop[::-1]
         crop = np.ascontiguousarray(crop)
-        xs.append(jpeg_roundtrip(crop, rng.randint(qmin, qmax)))
+        q = round(qmin + (qmax - qmin) * rng.random() ** 1.5)
+        qs.append(float(q))
+        xs.append(jpeg_roundtrip(crop, q))
         ys.append(crop)
     def to_t(a: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255.0)
-    return to_t(xs), to_t(ys)
+    return to_t(xs), to_t(ys), torch.tensor(qs)
 
 
 def evaluate(model: torch.nn.Module, images: list[np.ndarray], quality: int, device: torch.device) -> dict:
@@ -70,7 +76,7 @@ def evaluate(model: torch.nn.Module, images: list[np.ndarray], quality: int, dev
         for img in images:
             dec = jpeg_roundtrip(img, quality)
             x = torch.from_numpy(np.array(dec)).permute(2, 0, 1)[None].float().div(255).to(device)
-            out = model(x).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
+            out = model(x, torch.tensor([float(quality)], device=device)).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
             pj.append(psnr(dec, img))
             pg.append(psnr(out, img))
     model.train()
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--channels", type=int, default=48)
     ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--qcond", type=int, default=1, choices=(0, 1), help="condition on the JPEG quality")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
-    cfg = GeneratorConfig(channels=args.channels, blocks=args.blocks)
+    cfg = GeneratorConfig(channels=args.channels, blocks=args.blocks, qcond=args.qcond)
     model = build_generator(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     out = Path(args.out)
@@ -134,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax)
-        x, y = x.to(device), y.to(device)
-        pred = model(x)
+        x, y, q = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax)
+        x, y, q = x.to(device), y.to(device), q.to(device)
+        pred = model(x, q)
         # L1 first for robust early progress, MSE (= PSNR) for the last third.
         loss = F.l1_loss(pred, y) if step < 2 * args.steps // 3 else F.mse_loss(pred, y)
         opt.zero_grad(set_to_none=True)

@@ -51,12 +51,12 @@ def test_plain_jpeg_is_recoverable_from_bundle(matched) -> None:  # type: ignore
 def test_finetune_steps_raise_psnr_above_jpeg(small_images) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = build_generator(GeneratorConfig(channels=16, blocks=2))
-    pairs = [(jpeg_decode(jpeg_encode(rgb, 15)), rgb) for _, rgb in small_images[:2]]
-    before = np.mean([psnr(d, o) for d, o in pairs])
+    pairs = [(jpeg_decode(jpeg_encode(rgb, 15)), rgb, 15) for _, rgb in small_images[:2]]
+    before = np.mean([psnr(d, o) for d, o, _ in pairs])
     names = [n for n, _ in model.named_parameters()]
     rep = finetune(model, pairs, names, FinetuneConfig(budget_seconds=120, max_steps=40, lr=2e-3, patch=64),
                    torch.device("cpu"))
-    after = np.mean([psnr(restore(model, d), o) for d, o in pairs])
+    after = np.mean([psnr(restore(model, d), o) for d, o, _ in pairs])
     assert rep.steps == 40
     assert 0.2 < after - before < 8.0
 
