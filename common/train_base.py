@@ -41,12 +41,13 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 
 def sample_batch(
-    images: list[np.ndarray], rng: random.Random, batch: int, patch: int, qmin: int, qmax: int
+    images: list[np.ndarray], rng: random.Random, batch: int, patch: int, qmin: int, qmax: int,
+    qpower: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random crops: (degraded, clean) each (N,3,patch,patch) float32 in [0,1], and qualities (N,).
 
-    Qualities are drawn as qmin + (qmax - qmin)·u^1.5: denser at low qualities, where the
-    artefacts (and the rate savings) are largest.
+    Qualities are drawn as qmin + (qmax - qmin)·u^qpower (qpower 1: uniform, as restore-v1 was
+    trained; > 1 favours low qualities).
     """
     xs, ys, qs = [], [], []
     for _ in range(batch):
@@ -59,7 +60,7 @@ def sample_batch(
         if rng.random() < 0.5:
             crop = crop[::-1]
         crop = np.ascontiguousarray(crop)
-        q = round(qmin + (qmax - qmin) * rng.random() ** 1.5)
+        q = round(qmin + (qmax - qmin) * rng.random() ** qpower)
         qs.append(float(q))
         xs.append(jpeg_roundtrip(crop, q))
         ys.append(crop)
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--channels", type=int, default=48)
     ap.add_argument("--blocks", type=int, default=4)
-    ap.add_argument("--qcond", type=int, default=1, choices=(0, 1), help="condition on the JPEG quality")
+    ap.add_argument("--qcond", type=int, default=0, choices=(0, 1), help="condition on the JPEG quality")
+    ap.add_argument("--qpower", type=float, default=1.0, help="quality sampling exponent (1 = uniform)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if present")
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y, q = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax)
+        x, y, q = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax, args.qpower)
         x, y, q = x.to(device), y.to(device), q.to(device)
         pred = model(x, q)
         # L1 first for robust early progress, MSE (= PSNR) for the last third.
