@@ -10,7 +10,9 @@ Byte layout, all integers little-endian (docs/bundle-format.md has the full spec
     20+N     4     u32 CRC-32 (zlib.crc32) of the N header bytes
     24+N     ...   data area: sections "jpeg/0" .. "jpeg/{n-1}" [, "update"], back to back
 
-Offsets are relative to the data area: no gaps, no overlaps, nothing after the last section. The
+``header["sections"]`` is one ``[length, crc32]`` pair per section in that fixed order; names and
+offsets are implied (section i starts where section i-1 ends), and the lengths must add up to the
+data-area size exactly, so there are no gaps, no overlaps and nothing after the last section. The
 header must be byte-identical to what :func:`write_bundle` writes for the same content, so every
 accepted bundle re-serialises to exactly its input. Any violation raises ``BundleError`` quoting
 the bad value and the allowed range, cheapest check first. Nothing is ever unpickled.
@@ -42,8 +44,7 @@ _CRC = struct.Struct("<I")
 FIXED_BYTES = _PREFIX.size + _CRC.size  # 24: everything outside the JSON and the data area
 _REQUIRED = ("format", "bundle_id", "created", "mode", "generator", "base_sha256", "update", "images", "sections")
 _OPTIONAL = ("metrics", "decision")
-_IMAGE_KEYS = ("name", "w", "h", "section")
-_SECTION_KEYS = ("name", "offset", "length", "crc32")
+_IMAGE_KEYS = ("name", "w", "h")  # reserved: BundleImage.info must not use them
 _BUNDLE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BAD_NAME_CHAR = re.compile("[/\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -220,13 +221,12 @@ def _check_header(h: dict[str, Any], limits: BundleLimits) -> None:
             _dict(h[key], key)
     update = h["update"]
     _dict(update, "update")
-    if "kind" not in update or "section" not in update:
-        _fail(f"update must have the keys 'kind' and 'section', got {_q(sorted(update))}")
+    if "kind" not in update:
+        _fail(f"update must have the key 'kind', got keys {_q(list(update))}")
+    if "section" in update:
+        _fail(f"update must not carry 'section' (the update section is implied by update.kind), "
+              f"got {_q(update['section'])}")
     _one_of(update["kind"], "update.kind", UPDATE_KINDS)
-    expected = None if update["kind"] == "none" else "update"
-    if update["section"] != expected:
-        _fail(f"update.section must be {json.dumps(expected)} when update.kind is "
-              f"{update['kind']!r}, got {_q(update['section'])}")
     _check_images(h["images"], limits)
 
 
@@ -253,40 +253,38 @@ def _check_images(images: Any, limits: BundleLimits) -> None:
         h = _int(im["h"], f"{where}.h", 1, MAX_SIDE)
         if w * h > limits.max_pixels:
             _fail(f"{where} is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels} pixels")
-        if im["section"] != f"jpeg/{i}":
-            _fail(f"{where}.section must be 'jpeg/{i}', got {_q(im['section'])}")
+
+
+def _section_names(n_images: int, update_kind: str) -> list[str]:
+    return [f"jpeg/{i}" for i in range(n_images)] + (["update"] if update_kind != "none" else [])
 
 
 def _check_sections(h: dict[str, Any], data_len: int) -> list[tuple[str, int, int, int]]:
-    """Names in order, offsets contiguous from 0, ending exactly at ``data_len``."""
-    names = [f"jpeg/{i}" for i in range(len(h["images"]))]
-    names += ["update"] if h["update"]["section"] else []
+    """One ``[length, crc32]`` pair per implied section; the lengths add up to ``data_len`` exactly.
+
+    Returns ``(name, offset, length, crc32)`` per section, offsets cumulative from 0.
+    """
+    names = _section_names(len(h["images"]), h["update"]["kind"])
     sections = h["sections"]
     if not isinstance(sections, list) or len(sections) != len(names):
         count = f"{len(sections)} entries" if isinstance(sections, list) else _q(sections)
-        _fail(f"sections must be a list of {len(names)} entries {names}, got {count}")
+        _fail(f"sections must be a list of {len(names)} [length, crc32] pairs, one per section "
+              f"{_q(names)}, got {count}")
     out, end = [], 0
     for i, (s, name) in enumerate(zip(sections, names, strict=True)):
-        where = f"sections[{i}]"
-        _dict(s, where)
-        if sorted(s) != sorted(_SECTION_KEYS):
-            _fail(f"{where} must have exactly the keys {list(_SECTION_KEYS)}, got {_q(list(s))}")
-        if s["name"] != name:
-            _fail(f"{where}.name must be {name!r} (sections run jpeg/0.. then update), got {_q(s['name'])}")
-        off = _int(s["offset"], f"{where}.offset", 0, MAX_INT)
-        length = _int(s["length"], f"{where}.length", 1, MAX_INT)
-        crc = _int(s["crc32"], f"{where}.crc32", 0, 2**32 - 1)
-        if off < end:
-            _fail(f"{where} ({name}) at offset {off} overlaps the previous section, which ends at {end}")
-        if off > end:
-            _fail(f"{where} ({name}) at offset {off} leaves a gap after offset {end}; sections must be contiguous")
-        end = off + length
-        if end > data_len:
-            _fail(f"{where} ({name}) spans {off}..{end}, past the end of the data area ({data_len} bytes)")
-        out.append((name, off, length, crc))
+        where = f"sections[{i}] ({name})"
+        if not isinstance(s, list) or len(s) != 2:
+            _fail(f"{where} must be a [length, crc32] pair of integers, got {_q(s)}")
+        length = _int(s[0], f"{where} length", 1, MAX_INT)
+        crc = _int(s[1], f"{where} crc32", 0, 2**32 - 1)
+        if length > data_len - end:  # never forms end + length, so a 64-bit reader cannot overflow
+            _fail(f"section lengths do not add up: {where} has length {length} but only "
+                  f"{data_len - end} of the {data_len} data-area bytes are left at offset {end}")
+        out.append((name, end, length, crc))
+        end += length
     if end != data_len:
-        _fail(f"{data_len - end} trailing bytes after the last section (data area is {data_len} bytes, "
-              f"sections end at {end})")
+        _fail(f"section lengths do not add up: {data_len - end} trailing bytes after the last section "
+              f"(data area is {data_len} bytes, the lengths sum to {end})")
     return out
 
 
@@ -312,7 +310,7 @@ def parse_bundle(data: Buffer, limits: BundleLimits = BundleLimits()) -> Bundle:
                           {k: v for k, v in im.items() if k not in _IMAGE_KEYS})
               for i, im in enumerate(h["images"])]
     bundle = Bundle(h["bundle_id"], h["created"], h["mode"], h["generator"], h["base_sha256"],
-                    {"kind": u["kind"], **{k: v for k, v in u.items() if k not in ("kind", "section")}},
+                    {"kind": u["kind"], **{k: v for k, v in u.items() if k != "kind"}},
                     bytes(blobs.get("update", b"")), images, h.get("metrics", {}), h.get("decision", {}),
                     header_bytes=start)
     canonical = _dumps(_header_dict(bundle, h["sections"]))
@@ -322,14 +320,13 @@ def parse_bundle(data: Buffer, limits: BundleLimits = BundleLimits()) -> Bundle:
     return bundle
 
 
-def _header_dict(b: Bundle, sections: list[dict[str, Any]]) -> dict[str, Any]:
-    rest = {k: v for k, v in b.update.items() if k not in ("kind", "section")}
+def _header_dict(b: Bundle, sections: list[list[int]]) -> dict[str, Any]:
+    rest = {k: v for k, v in b.update.items() if k != "kind"}
     h: dict[str, Any] = {
         "format": FORMAT_VERSION, "bundle_id": b.bundle_id, "created": b.created, "mode": b.mode,
         "generator": b.generator, "base_sha256": b.base_sha256,
-        "update": {"kind": b.update.get("kind"), "section": "update" if b.update_bytes else None, **rest},
-        "images": [{"name": im.name, "w": im.width, "h": im.height, "section": f"jpeg/{i}", **im.info}
-                   for i, im in enumerate(b.images)],
+        "update": {"kind": b.update.get("kind"), **rest},
+        "images": [{"name": im.name, "w": im.width, "h": im.height, **im.info} for im in b.images],
         "sections": sections,
     }
     h.update({k: v for k, v in (("metrics", b.metrics), ("decision", b.decision)) if v})
@@ -352,25 +349,24 @@ def _check_writable(b: Bundle) -> list[bytes]:
             _fail(f"images[{i}].info keys {clash} collide with the reserved keys {list(_IMAGE_KEYS)}")
     for key in ("update", "metrics", "decision"):
         _dict(getattr(b, key), f"Bundle.{key}")
+    if "section" in b.update:
+        _fail(f"update must not carry 'section' (the update section is implied by update.kind), "
+              f"got {_q(b.update['section'])}")
     kind = b.update.get("kind")
     _one_of(kind, "update.kind", UPDATE_KINDS)
-    if not isinstance(b.update_bytes, bytes) or (kind == "none") != (not b.update_bytes):
+    if not isinstance(b.update_bytes, bytes):
+        _fail(f"update_bytes must be bytes, got {_q(b.update_bytes)}")
+    if (kind == "none") != (not b.update_bytes):
         _fail(f"update.kind {kind!r} needs {'empty' if kind == 'none' else 'non-empty'} update_bytes, "
               f"got {len(b.update_bytes)} bytes")
-    expected = "update" if b.update_bytes else None
-    if b.update.get("section", expected) != expected:
-        _fail(f"update.section is set by the writer; got {_q(b.update['section'])}")
     return [im.jpeg for im in b.images] + ([b.update_bytes] if b.update_bytes else [])
 
 
 def write_bundle(b: Bundle, limits: BundleLimits = BundleLimits()) -> bytes:
     """Serialise ``b`` under the same rules :func:`parse_bundle` enforces; sets ``b.header_bytes``."""
     blobs = _check_writable(b)
-    names = [f"jpeg/{i}" for i in range(len(b.images))] + (["update"] if b.update_bytes else [])
-    sections, offset = [], 0
-    for name, blob in zip(names, blobs, strict=True):
-        sections.append({"name": name, "offset": offset, "length": len(blob), "crc32": zlib.crc32(blob)})
-        offset += len(blob)
+    sections = [[len(blob), zlib.crc32(blob)] for blob in blobs]
+    offset = sum(len(blob) for blob in blobs)
     h = _header_dict(b, sections)
     _check_header(h, limits)  # clear schema errors before the JSON and size errors they may cause
     raw = _dumps(h)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .codec import EncodeOptions
 
 ProgressFn = Callable[[str, int, int], None]
-STEPS = tuple(2.0**-k for k in range(6, 13))
+STEPS = tuple(2.0**-k for k in range(4, 12))
 EVAL_CROPS, EVAL_PATCH = 32, 128
 
 

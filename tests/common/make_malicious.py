@@ -52,8 +52,8 @@ def make_cases() -> dict[str, tuple[bytes, str]]:
     good = valid_bundle()
     h0 = peek_header(good)
     data = good[24 + len(json.dumps(h0, separators=(",", ":"))):]
-    s0 = h0["sections"]
-    j0 = data[: s0[0]["length"]]
+    s0 = h0["sections"]  # [[length, crc32], ...] for jpeg/0, jpeg/1, update
+    j0 = data[: s0[0][0]]
 
     def edit(fn: Callable[[Header], object], payload: bytes = data) -> bytes:
         h = copy.deepcopy(h0)
@@ -63,15 +63,16 @@ def make_cases() -> dict[str, tuple[bytes, str]]:
     def image(key: str, value: Any, i: int = 0) -> Callable[[Header], object]:
         return lambda h: h["images"][i].__setitem__(key, value)
 
-    def section(key: str, value: Any, i: int = 0) -> Callable[[Header], object]:
-        return lambda h: h["sections"][i].__setitem__(key, value)
+    def section(field: int, value: Any, i: int = 0) -> Callable[[Header], object]:
+        """Set sections[i][field]: field 0 is the length, 1 the CRC-32."""
+        return lambda h: h["sections"][i].__setitem__(field, value)
 
     def raw(text: str | bytes) -> bytes:
         return frame(text.encode() if isinstance(text, str) else text, b"")
 
     not_jpeg = b"GIF89a" + j0[6:]
-    swapped = data[s0[1]["offset"]: s0[2]["offset"]] + j0 + data[s0[2]["offset"]:]
-    many = [{"name": f"{i}.png", "w": 8, "h": 8, "section": f"jpeg/{i}"} for i in range(1001)]
+    many = [{"name": f"{i}.png", "w": 8, "h": 8} for i in range(1001)]
+    old_form = {"name": "jpeg/0", "offset": 0, "length": s0[0][0], "crc32": s0[0][1]}
     n_digits = "9" * 5000
     return {
         # framing
@@ -104,9 +105,11 @@ def make_cases() -> dict[str, tuple[bytes, str]]:
         "generator_not_object.bin": (edit(lambda h: h.update(generator="x")), "generator must be a JSON object"),
         "bad_base_sha256.bin": (edit(lambda h: h.update(base_sha256="A" * 64)), "base_sha256 must be 64 lowercase"),
         "update_none_with_section.bin": (edit(lambda h: h["update"].update(kind="none")),
-                                         "update.section must be null when update.kind is 'none'"),
-        "update_delta_without_section.bin": (edit(lambda h: h["update"].update(section=None)),
-                                             'update.section must be "update"'),
+                                         "sections must be a list of 2 [length, crc32] pairs"),
+        "update_delta_without_section.bin": (edit(lambda h: h["sections"].pop(), data[: -s0[2][0]]),
+                                             "sections must be a list of 3 [length, crc32] pairs"),
+        "update_with_section.bin": (edit(lambda h: h["update"].update(section="update")),
+                                    "update must not carry 'section'"),
         "unknown_update_kind.bin": (edit(lambda h: h["update"].update(kind="pickle")),
                                     "update.kind must be one of"),
         "no_images.bin": (edit(lambda h: h.update(images=[])), "images must be a list of 1..1000 entries, got 0"),
@@ -122,27 +125,39 @@ def make_cases() -> dict[str, tuple[bytes, str]]:
         "control_char_name.bin": (edit(image("name", "a\nb")), "is not a safe file name"),
         "nul_name.bin": (edit(image("name", "a\x00b")), "is not a safe file name"),
         "empty_name.bin": (edit(image("name", "")), "name must be a string of 1..200"),
-        "image_section_mismatch.bin": (edit(image("section", "jpeg/1")), "images[0].section must be 'jpeg/0'"),
+        "image_missing_key.bin": (edit(lambda h: h["images"][1].pop("h")), "images[1] is missing keys ['h']"),
         # sections and data
-        "float_as_int.bin": (edit(section("length", float(s0[0]["length"]))),
-                             "sections[0].length must be an integer"),
-        "negative_offset.bin": (edit(section("offset", -1)), "sections[0].offset must be an integer in 0.."),
-        "huge_offset.bin": (edit(section("offset", 2**64, 1)), "sections[1].offset must be an integer in 0.."),
-        "zero_length_section.bin": (edit(section("length", 0)), "sections[0].length must be an integer in 1.."),
-        "overlapping_sections.bin": (edit(section("offset", s0[1]["offset"] - 10, 1)),
-                                     "overlaps the previous section"),
-        "gap_between_sections.bin": (edit(section("offset", s0[1]["offset"] + 5, 1),
-                                          data[: s0[1]["offset"]] + b"\0" * 5 + data[s0[1]["offset"]:]),
-                                     "leaves a gap after offset"),
-        "section_past_end.bin": (good[:-3], "past the end of the data area"),
+        "sections_not_a_list.bin": (edit(lambda h: h.update(sections={"jpeg/0": s0[0]})),
+                                    "sections must be a list of 3 [length, crc32] pairs"),
+        "section_count_mismatch.bin": (edit(lambda h: h["sections"].pop()), "sections must be a list of 3"),
+        "too_many_sections.bin": (edit(lambda h: h["sections"].append([5, zlib.crc32(b"\0" * 5)]),
+                                       data + b"\0" * 5), "got 4 entries"),
+        "section_not_a_pair.bin": (edit(lambda h: h["sections"][0].append("/etc/passwd")),
+                                   "sections[0] (jpeg/0) must be a [length, crc32] pair"),
+        "section_old_object_form.bin": (edit(lambda h: h["sections"].__setitem__(0, old_form)),
+                                        "sections[0] (jpeg/0) must be a [length, crc32] pair"),
+        "float_as_int.bin": (edit(section(0, float(s0[0][0]))),
+                             "sections[0] (jpeg/0) length must be an integer in 1..9223372036854775808, got 537.0"),
+        "bool_as_length.bin": (edit(section(0, True, 2)), "sections[2] (update) length must be an integer in 1.."),
+        "negative_length.bin": (edit(section(0, -1)), "sections[0] (jpeg/0) length must be an integer in 1.."),
+        "huge_length.bin": (edit(section(0, 2**64, 1)),
+                            "sections[1] (jpeg/1) length must be an integer in 1..9223372036854775808"),
+        "zero_length_section.bin": (edit(section(0, 0)), "sections[0] (jpeg/0) length must be an integer in 1.."),
+        "crc_out_of_range.bin": (edit(section(1, 2**32, 1)),
+                                 "sections[1] (jpeg/1) crc32 must be an integer in 0..4294967295, got 4294967296"),
+        "negative_crc.bin": (edit(section(1, -1)), "sections[0] (jpeg/0) crc32 must be an integer in 0..4294967295"),
+        "section_lengths_short.bin": (edit(section(0, s0[0][0] - 10)),
+                                      "section lengths do not add up: 10 trailing bytes"),
+        "section_lengths_long.bin": (edit(section(0, s0[1][0] + 100, 1)),
+                                     "section lengths do not add up: sections[1] (jpeg/1) has length"),
+        "length_sum_overflow.bin": (edit(lambda h: h.update(sections=[[2**63, 0]] * 3)),
+                                    "section lengths do not add up: sections[0] (jpeg/0) has length 9223372036854775808"),
+        "section_past_end.bin": (good[:-3], "section lengths do not add up: sections[2] (update)"),
         "trailing_bytes.bin": (good + b"\0" * 7, "7 trailing bytes after the last section"),
-        "sections_reordered.bin": (edit(lambda h: h.update(sections=[
-            {**s0[1], "offset": 0}, {**s0[0], "offset": s0[1]["length"]}, s0[2]]), swapped),
-            "sections[0].name must be 'jpeg/0'"),
-        "section_count_mismatch.bin": (edit(lambda h: h["sections"].pop()), "sections must be a list of 3 entries"),
-        "section_extra_key.bin": (edit(section("path", "/etc/passwd")), "must have exactly the keys"),
+        "sections_reordered.bin": (edit(lambda h: h.update(sections=[s0[1], s0[0], s0[2]])),
+                                   "section jpeg/0 CRC-32 mismatch"),
         "crc_mismatch.bin": (good[:-20] + bytes([good[-20] ^ 1]) + good[-19:], "section jpeg/1 CRC-32 mismatch"),
-        "not_a_jpeg.bin": (edit(section("crc32", zlib.crc32(not_jpeg)), not_jpeg + data[len(j0):]),
+        "not_a_jpeg.bin": (edit(section(1, zlib.crc32(not_jpeg)), not_jpeg + data[len(j0):]),
                            "section jpeg/0 is not a JPEG"),
     }
 

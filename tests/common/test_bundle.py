@@ -90,17 +90,25 @@ def test_byte_layout_matches_the_documentation(good: bytes) -> None:
     header = json.loads(raw)
     assert list(header) == ["format", "bundle_id", "created", "mode", "generator", "base_sha256",
                             "update", "images", "sections", "metrics", "decision"]
-    assert header["update"] == {"kind": "delta", "section": "update", "step": 0.0125,
-                                "params": ["body.0.bias"]}
-    assert header["images"][1] == {"name": "img1.png", "w": 9, "h": 8, "section": "jpeg/1", "q": 25,
-                                   "psnr_jpeg": 28.5}
+    assert header["update"] == {"kind": "delta", "step": 0.0125, "params": ["body.0.bias"]}
+    assert header["images"][1] == {"name": "img1.png", "w": 9, "h": 8, "q": 25, "psnr_jpeg": 28.5}
     data = good[24 + n:]
-    blobs = [*JPEGS, b"\x00\x01\x02"]
+    blobs = [*JPEGS, b"\x00\x01\x02"]  # jpeg/0, jpeg/1, jpeg/2, update: implied by position
     assert data == b"".join(blobs)
-    offset = 0
-    for s, name, blob in zip(header["sections"], ["jpeg/0", "jpeg/1", "jpeg/2", "update"], blobs, strict=True):
-        assert s == {"name": name, "offset": offset, "length": len(blob), "crc32": zlib.crc32(blob)}
-        offset += len(blob)
+    assert header["sections"] == [[len(blob), zlib.crc32(blob)] for blob in blobs]
+
+
+def test_header_is_compact() -> None:
+    """Per-image header cost: the image object plus one [length, crc32] pair, nothing else."""
+    one = make_bundle(images=[BundleImage("a.png", 8, 8, JPEGS[0])], metrics={}, decision={})
+    two = make_bundle(images=[BundleImage("a.png", 8, 8, JPEGS[0]), BundleImage("b.png", 8, 8, JPEGS[1])],
+                      metrics={}, decision={})
+    write_bundle(one)
+    write_bundle(two)
+    per_image = two.header_bytes - one.header_bytes
+    entry = f',{{"name":"b.png","w":8,"h":8}},[{len(JPEGS[1])},{zlib.crc32(JPEGS[1])}]'
+    assert per_image == len(entry) <= 48
+    assert b"\"section\"" not in write_bundle(two)[: two.header_bytes]
 
 
 def test_accepts_bytearray_and_memoryview(good: bytes) -> None:
@@ -145,7 +153,39 @@ def test_reordered_section_entries_are_rejected(good: bytes) -> None:
     h = peek_header(good)
     n = struct.unpack_from("<Q", good, 12)[0]
     h["sections"][0], h["sections"][1] = h["sections"][1], h["sections"][0]
-    assert "sections[0].name must be 'jpeg/0'" in reject(frame(h, good[24 + n:]))
+    assert "section jpeg/0 CRC-32 mismatch" in reject(frame(h, good[24 + n:]))
+
+
+def _shorten_first(sections: list[list[int]]) -> list[list[int]]:
+    return [[sections[0][0] - 10, sections[0][1]], *sections[1:]]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_shorten_first, "section lengths do not add up: 10 trailing bytes after the last section"),
+    (lambda s: [s[1], s[0], *s[2:]], "section jpeg/0 CRC-32 mismatch"),
+    (lambda s: s[:3], "sections must be a list of 4 [length, crc32] pairs"),
+    (lambda s: [*s, [1, 0]], "got 5 entries"),
+    (lambda s: [[*s[0], 0], *s[1:]], "sections[0] (jpeg/0) must be a [length, crc32] pair of integers"),
+    (lambda s: [s[0][:1], *s[1:]], "must be a [length, crc32] pair"),
+    (lambda s: [{"length": s[0][0], "crc32": s[0][1]}, *s[1:]], "must be a [length, crc32] pair"),
+    (lambda s: [[False, 0], *s[1:]], "sections[0] (jpeg/0) length must be an integer in 1..9223372036854775808, got False"),
+    (lambda s: [*s[:3], [3, 0.0]], "sections[3] (update) crc32 must be an integer in 0..4294967295, got 0.0"),
+    (lambda s: [[2**63 + 1, 0], *s[1:]], "length must be an integer in 1..9223372036854775808, got 9223372036854775809"),
+    (lambda s: [[2**63, 0]] * 4, "section lengths do not add up: sections[0] (jpeg/0) has length 9223372036854775808"),
+    (lambda s: "[]", "sections must be a list of 4 [length, crc32] pairs, one per section ['jpeg/0', 'jpeg/1',"),
+])
+def test_bad_section_tables_are_rejected(good: bytes, edit: Any, message: str) -> None:
+    h = peek_header(good)
+    n = struct.unpack_from("<Q", good, 12)[0]
+    h["sections"] = edit(h["sections"])
+    assert message in reject(frame(h, good[24 + n:]))
+
+
+def test_update_section_key_is_rejected_by_the_parser(good: bytes) -> None:
+    h = peek_header(good)
+    n = struct.unpack_from("<Q", good, 12)[0]
+    h["update"] = {"kind": "delta", "section": "update", **{k: v for k, v in h["update"].items() if k != "kind"}}
+    assert "update must not carry 'section'" in reject(frame(h, good[24 + n:]))
 
 
 def _reframe(good: bytes, edit: Any) -> bytes:
@@ -213,7 +253,12 @@ def test_non_bytes_input_is_a_type_error() -> None:
     ({"images": []}, "images must be a list of 1..1000 entries, got 0 entries"),
     ({"update": {"kind": "none"}}, "update.kind 'none' needs empty update_bytes, got 3 bytes"),
     ({"update_bytes": b""}, "update.kind 'delta' needs non-empty update_bytes"),
-    ({"update": {"kind": "delta", "section": "jpeg/0"}}, "update.section is set by the writer"),
+    ({"images": [BundleImage("a", 8, 8, JPEGS[0], {"name": "b"})]}, "collide with the reserved keys"),
+    ({"images": [BundleImage("a", 8, 8, JPEGS[0], {"h": 8})]}, "collide with the reserved keys"),
+    ({"update": {"kind": "delta", "section": "jpeg/0"}}, "update must not carry 'section'"),
+    ({"update": {"kind": "delta", "section": "update"}}, "update must not carry 'section'"),
+    ({"update": {"kind": "none", "section": None}, "update_bytes": b""}, "update must not carry 'section'"),
+    ({"update_bytes": "abc"}, "update_bytes must be bytes, got 'abc'"),
     ({"update": {"kind": "diff"}}, "update.kind must be one of"),
     ({"mode": "sr3"}, "mode must be one of"),
     ({"created": "2025-13-45"}, "created must be an ISO 8601"),
@@ -225,9 +270,13 @@ def test_writer_rejects_what_the_parser_would(overrides: dict[str, Any], message
     assert message in str(info.value)
 
 
-def test_writer_accepts_a_matching_update_section() -> None:
-    b = make_bundle(update={"kind": "delta", "section": "update"})
-    assert parse_bundle(write_bundle(b)).update == {"kind": "delta"}
+def test_section_is_an_ordinary_image_info_key() -> None:
+    """Only name/w/h are reserved in an image object; the JPEG of image i is always section i."""
+    b = make_bundle(images=[BundleImage("a", 8, 8, JPEGS[0], {"section": "jpeg/1"}),
+                            BundleImage("b", 9, 8, JPEGS[1])])
+    data = write_bundle(b)
+    parsed = parse_bundle(data)
+    assert parsed == b and parsed.images[0].jpeg == JPEGS[0] and write_bundle(parsed) == data
 
 
 def test_writer_size_limits() -> None:

@@ -109,7 +109,9 @@ json_values = st.recursive(
     | st.sampled_from(["", ".", "..", "../x", "a/b", "jpeg/0", "jpeg/1", "update", "none", "delta", "jpeg",
                        "sr2", "é", "\x00", "2025-01-01", "f" * 64])
     | st.text(max_size=8) | st.sampled_from([0, 1, 6, 8, 9, 65535, 65536, 2**32 - 1, 2**63, 2**64]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6) | st.sampled_from(["section", "kind", "name", "w", "h"]), inner,
+                      max_size=3),
     max_leaves=8,
 )
 
@@ -134,6 +136,55 @@ def test_header_value_mutations_are_rejected_or_identical(seed: bytes, data: st.
 
 
 @FUZZ
+@given(seed=st.sampled_from(SEEDS), data=st.data())
+def test_header_key_insertions_are_rejected_or_identical(seed: bytes, data: st.DataObject) -> None:
+    """Adding a key anywhere, "section" in particular (the writer never emits it)."""
+    raw, area = split(seed)
+    header = json.loads(raw)
+    objects = [p for p in paths(header) if isinstance(_at(header, p), dict)]
+    target = _at(header, data.draw(st.sampled_from(objects)))
+    key = data.draw(st.sampled_from(["section", "sections", "name", "offset", "kind", "w", "x"]))
+    target[key] = data.draw(json_values)
+    check(frame(header, area))
+
+
+def _at(node: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        node = node[key]
+    return node
+
+
+# Section-table values near the boundaries: the true lengths and CRCs, off-by-one, 0, 2**32, 2**63, ...
+table_ints = st.sampled_from([0, 1, 2, 5, 6, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**63 + 1, 2**64, -1])
+
+
+@FUZZ
+@given(seed=st.sampled_from(SEEDS), data=st.data())
+def test_section_table_mutations_are_rejected_or_identical(seed: bytes, data: st.DataObject) -> None:
+    raw, area = split(seed)
+    header = json.loads(raw)
+    table = header["sections"]
+    truth = [v for pair in table for v in pair]
+    value = st.sampled_from(truth) | st.sampled_from(truth).map(lambda v: v + 1) | table_ints | json_values
+    pair = st.lists(value, min_size=2, max_size=2) | st.lists(value, max_size=3) | value
+    for _ in range(data.draw(st.integers(1, 3))):
+        op = data.draw(st.sampled_from(["set", "replace", "insert", "delete", "swap"]))
+        i = data.draw(st.integers(0, max(len(table) - 1, 0)))
+        if op == "set" and table and isinstance(table[i], list) and table[i]:
+            table[i][data.draw(st.integers(0, len(table[i]) - 1))] = data.draw(value)
+        elif op == "replace" and table:
+            table[i] = data.draw(pair)
+        elif op == "insert":
+            table.insert(i, data.draw(pair))
+        elif op == "delete" and table:
+            del table[i]
+        elif op == "swap" and len(table) > 1:
+            j = data.draw(st.integers(0, len(table) - 1))
+            table[i], table[j] = table[j], table[i]
+    check(frame(header, area))
+
+
+@FUZZ
 @given(seed=st.sampled_from(SEEDS), ops=st.lists(mutation, min_size=1, max_size=3))
 def test_header_text_mutations_are_rejected_or_identical(seed: bytes, ops: list[tuple[Any, ...]]) -> None:
     raw, area = split(seed)
@@ -146,7 +197,7 @@ def test_header_text_mutations_are_rejected_or_identical(seed: bytes, ops: list[
 
 safe_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"], exclude_characters="/\\"),
                      min_size=1, max_size=12).filter(lambda n: n not in (".", ".."))
-infos = st.dictionaries(st.sampled_from(["q", "psnr", "psnr_jpeg", "note", "é"]),
+infos = st.dictionaries(st.sampled_from(["q", "psnr", "psnr_jpeg", "note", "é", "section"]),
                         st.one_of(st.integers(0, 100), st.floats(allow_nan=False, allow_infinity=False),
                                   st.none(), st.text(max_size=4)), max_size=3)
 images = st.lists(st.tuples(safe_names, st.integers(1, 65535), st.integers(1, 9), st.sampled_from(JPEGS), infos),
