@@ -133,8 +133,11 @@ def _crop_mse(model: CompactGenerator, crops: list[Crop]) -> float:
 
 def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
                  names: list[str], crops: list[Crop], lam: float,
-                 progress: ProgressFn | None) -> tuple[dict[str, Any], bytes, dict[str, torch.Tensor], list]:
-    """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base)."""
+                 progress: ProgressFn | None, forced: bool = False) -> tuple[dict[str, Any], bytes, dict[str, torch.Tensor], list]:
+    """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base).
+
+    ``forced`` (``--update delta``): only steps that leave a non-empty update compete, if any do.
+    """
     template = build_generator(cfg).state_dict()
     mse_base = _crop_mse(_model(cfg, base), crops)
     best: tuple[float, dict[str, Any], bytes, dict[str, torch.Tensor]] | None = None
@@ -145,6 +148,8 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
         gain = 10 * math.log10(mse_base / max(_crop_mse(_model(cfg, state), crops), 1e-12))
         cost = len(data) - lam * gain
         trace.append({"step": step, "bytes": len(data), "gain_db": round(gain, 4), "cost": round(cost, 1)})
+        if forced and not data:
+            cost = math.inf
         if best is None or cost < best[0]:
             best = (cost, header, data, state)
         if progress is not None:
@@ -192,7 +197,8 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             guesses = [max(1, q - 2) for q in base_plan.qs]
             if opts.update in ("auto", "delta"):
                 header, data, state, trace = _choose_step(cfg, base_state, tuned, names,
-                                                          _eval_crops(pairs, opts.seed), lam, progress)
+                                                          _eval_crops(pairs, opts.seed), lam, progress,
+                                                          forced=opts.update == "delta")
                 p = plan("delta", _model(cfg, state), 2, guesses)
                 p.update_header, p.update_bytes = header, data
                 if not data:  # every delta quantised to zero: this is the base plan again
