@@ -64,9 +64,10 @@ def big_decode_memory(mp: float, tile: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "big.gcb"
         path.write_bytes(enc.bundle)
-        code = ("import sys,time,resource; from common.codec import decode_bundle; t=time.monotonic(); "
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (big) parent across fork+exec.
+        code = ("import sys,time; from common.codec import decode_bundle; t=time.monotonic(); "
                 f"r=decode_bundle(open(sys.argv[1],'rb').read(), tile={tile}); dt=time.monotonic()-t; "
-                "print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; print(dt, hwm)")
         out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
     seconds, rss_kb = out.stdout.split()
     return {"width": w, "height": h, "megapixels": round(w * h / 1e6, 2), "generator_used": enc.summary["mode"],
