@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .finetune import pick_device
 from .generator import GeneratorConfig, build_generator
 from .imageio import jpeg_decode, jpeg_encode, list_images, load_image
 from .metrics import psnr
@@ -28,12 +29,6 @@ from .progress import Progress
 from .weights import save_weights
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
