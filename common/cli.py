@@ -13,30 +13,7 @@ from typing import Any
 from .codec import UPDATES, EncodeOptions, decode_bundle, encode_images
 from .errors import CodecError
 from .imageio import load_image, save_png
-from .progress import Progress
-
-
-class StageBars:
-    """A progress callback ``(stage, done, total)`` that shows one bar per stage on stderr."""
-
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = enabled
-        self.stage: str | None = None
-        self.bar: Progress | None = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.stage:
-            self.close()
-            self.stage, self.bar = stage, Progress(total, f"{stage:<10}", enabled=self.enabled)
-        assert self.bar is not None
-        self.bar.total = max(1, total)
-        self.bar.update(done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.bar.total)
-            self.bar.close()
-            self.bar = None
+from .progress import StageBars
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:

@@ -22,10 +22,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 if m == 0 else 10.0 * math.log10(255.0**2 / m)
 
 
-def psnr_from_mse(m: float) -> float:
-    return 100.0 if m <= 0 else 10.0 * math.log10(255.0**2 / m)
-
-
 _MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 

@@ -61,7 +61,6 @@ class PlanResult:
     chosen: Plan
     config: GeneratorConfig
     base_sha: str
-    match: bool
     ref_quality: int
     decision: dict[str, Any]
     finetune_seconds: float = 0.0
@@ -218,7 +217,7 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
                            "psnr": round(p.mean_psnr, 4), "generator_images": sum(p.gs)}
                        for k, p in plans.items()},
     })
-    return PlanResult(chosen, cfg, sha, match, q_ref, decision, ft_seconds)
+    return PlanResult(chosen, cfg, sha, q_ref, decision, ft_seconds)
 
 
 def _pick(plans: dict[str, Plan], opts: EncodeOptions, match: bool, lam: float) -> Plan:

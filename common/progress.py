@@ -39,3 +39,35 @@ class Progress:
         if self.enabled:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+class StageBars:
+    """A progress callback ``(stage, done, total)`` showing one bar per ``(stage, total)`` on stderr.
+
+    ``finish``: fill a stage's bar to its total when the stage ends (local work always ends its
+    stages; a followed remote job may stop reporting mid-stage, so the sender client passes False).
+    """
+
+    def __init__(self, *, finish: bool = True, enabled: bool | None = None) -> None:
+        self.finish = finish
+        self.enabled = enabled
+        self.key: tuple[str, int] | None = None
+        self.bar: Progress | None = None
+        self.step = -1
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        key = (stage, max(1, total))
+        if key != self.key or self.bar is None:
+            self.close()
+            self.key, self.step = key, -1
+            self.bar = Progress(key[1], f"{stage:>10}", enabled=self.enabled)
+        if done != self.step:
+            self.step = done
+            self.bar.update(done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            if self.finish:
+                self.bar.update(self.bar.total)
+            self.bar.close()
+        self.bar = None

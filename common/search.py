@@ -50,9 +50,6 @@ class SetImage:
             self._scores[key] = psnr(out, self.rgb)
         return self._scores[key]
 
-    def drop_cache(self) -> None:
-        self._payload.clear()
-
 
 def min_quality(
     ok: Callable[[int], bool], qmax: int, guess: int | None = None, qmin: int = 1

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from .imageio import list_images
-from .progress import Progress
+from .progress import StageBars
 
 TERMINAL = ("delivered", "failed")
 
@@ -124,36 +124,24 @@ def _events(client: httpx.Client, tid: str) -> Iterator[dict[str, Any]]:
 
 
 class _Bars:
-    """One progress bar per stage (training steps, measuring, delivery attempts)."""
+    """Status changes as lines, then one progress bar per stage (training steps, measuring, ...)."""
 
     def __init__(self) -> None:
-        self.key: tuple[str, int] | None = None
-        self.bar: Progress | None = None
-        self.step = -1
+        self.bars = StageBars(finish=False)
         self.status = ""
 
     def show(self, state: dict[str, Any]) -> None:
         if state.get("status") != self.status:
             self.status = state.get("status", "")
-            if self.bar is None:
+            if self.bars.bar is None:
                 print(f"status: {self.status}", file=sys.stderr)
         p = state.get("progress")
         if not p or int(p.get("total") or 0) <= 1:
             return
-        key = (p["stage"], int(p["total"]))
-        bar = self.bar
-        if key != self.key or bar is None:
-            self.close()
-            bar = Progress(int(p["total"]), f"{p['stage']:>9}")
-            self.key, self.bar, self.step = key, bar, -1
-        if int(p["step"]) != self.step:
-            self.step = int(p["step"])
-            bar.update(self.step)
+        self.bars(p["stage"], int(p["step"]), int(p["total"]))
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = None
+        self.bars.close()
 
 
 def format_report(t: dict[str, Any]) -> str:
