@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .codec import UPDATES, EncodeOptions, decode_bundle, encode_images
+from .codec import ENCODE_MODES, OBJECTIVES, UPDATES, EncodeOptions, decode_bundle, encode_images
+from .generator import archs
 from .errors import CodecError
 from .imageio import load_image, save_png
 from .progress import StageBars
@@ -33,7 +34,10 @@ def _encode(args: argparse.Namespace) -> int:
     images = [(n, load_image(p)) for n, p in zip(unique_names(paths), paths, strict=True)]
     opts = EncodeOptions(quality=args.quality, match_jpeg=None if args.quality else args.match_jpeg,
                          mode=args.mode, update=args.update, budget_seconds=args.budget_seconds,
-                         max_steps=args.max_steps, seed=args.seed, device=args.device, subset=args.subset)
+                         max_steps=args.max_steps, seed=args.seed, device=args.device, subset=args.subset,
+                         base=args.base, arch=args.arch, channels=args.channels, blocks=args.blocks,
+                         objective=args.objective, alpha=args.alpha, vgg_weights=args.vgg_weights,
+                         full_dtype=args.full_dtype)
     bars = StageBars()
     result = encode_images(images, opts, bars)
     bars.close()
@@ -54,7 +58,7 @@ def _encode(args: argparse.Namespace) -> int:
     b = s["bytes"]
     print(f"\nbundle {out}: {b['total']} bytes = JPEG {b['jpeg']} + update {b['update']} + header {b['header']}"
           f" ({s['bpp']:.3f} bpp)")
-    print(f"decision: {s['decision']['chosen']}  (candidates: "
+    print(f"decision: {s['mode']} / {s['decision']['chosen']}  (candidates: "
           + ", ".join(f"{k} {v['total_bytes']} B" for k, v in s["decision"]["candidates"].items()) + ")")
     label = f"Pillow JPEG q{s['ref_quality']}"
     print(f"vs {label}: {s['ref_jpeg_bytes']} bytes, mean PSNR {s['psnr_jpeg_ref']:.2f} dB -> "
@@ -101,8 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quality", type=int, help="fixed payload JPEG quality 1..100")
     g.add_argument("--match-jpeg", type=int, default=75, metavar="Q",
                    help="reach plain JPEG quality Q's PSNR per image in fewest bytes (default 75)")
-    e.add_argument("--mode", choices=("jpeg", "restore"), default="restore")
+    e.add_argument("--mode", choices=ENCODE_MODES, default="restore",
+                   help="restore: full-size payload; sr2/sr4: payload downsampled 2x/4x and upsampled by the "
+                        "generator; auto: the cheapest of the three for this set; jpeg: no generator")
+    e.add_argument("--arch", choices=archs(), default="srvgg", help="generator architecture")
+    e.add_argument("--channels", type=int, help="generator width (a config with no shipped base needs --update full)")
+    e.add_argument("--blocks", type=int, help="generator depth (same rule as --channels)")
+    e.add_argument("--base", help="base weights name in common/weights (default: <mode>[-<arch>]-v1)")
     e.add_argument("--update", choices=UPDATES, default="auto")
+    e.add_argument("--full-dtype", choices=("f32", "f16"), default="f32", help="weights dtype for --update full")
+    e.add_argument("--objective", choices=OBJECTIVES, default="fidelity",
+                   help="fidelity: MSE (PSNR); perceptual: adversarial + discriminator feature matching")
+    e.add_argument("--alpha", type=float, default=1.0,
+                   help="perceptual only: interpolate base (0) .. perceptual generator (1) weights")
+    e.add_argument("--vgg-weights", metavar="PATH",
+                   help="perceptual only: VGG19 features as .safetensors (torchvision key names) for the "
+                        "SRGAN content loss; pickles are refused")
     e.add_argument("--budget-seconds", type=float, default=60.0, help="fine-tune wall-time budget")
     e.add_argument("--max-steps", type=int, default=None)
     e.add_argument("--subset", choices=("all", "bias", "tail"), default="all", help="parameters to fine-tune")

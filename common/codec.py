@@ -24,16 +24,17 @@ import numpy as np
 
 from .bundle import Bundle, BundleImage, BundleLimits, new_bundle_id, parse_bundle, write_bundle
 from .errors import BundleError, CodecError
-from .generator import CompactGenerator, GeneratorConfig, build_generator, load_state_strict
+from .generator import Generator, GeneratorConfig, arch_class, build_generator, load_state_strict
 from .imageio import jpeg_decode
 from .infer import restore
-from .planner import Plan, make_plans
+from .planner import MODE_SCALE, Plan, make_plans
 from .update import decode_update
-from .weights import DEFAULT_BASE, load_base
+from .weights import load_base
 
 ProgressFn = Callable[[str, int, int], None]
 UPDATES = ("auto", "none", "delta", "full")
-ENCODE_MODES = ("jpeg", "restore")
+ENCODE_MODES = ("jpeg", "restore", "sr2", "sr4", "auto")
+OBJECTIVES = ("fidelity", "perceptual")
 
 
 class OptionsError(CodecError):
@@ -52,9 +53,15 @@ class EncodeOptions:
     max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
-    base: str = DEFAULT_BASE
+    base: str | None = None  # default: the shipped base for the mode and arch (restore-v1, sr2-v1, ...)
     subset: str = "all"
     full_dtype: str = "f32"
+    arch: str = "srvgg"
+    channels: int | None = None  # width/depth overrides: a config with no base needs update="full"
+    blocks: int | None = None
+    objective: str = "fidelity"
+    alpha: float = 1.0  # perceptual only: 0 = base generator, 1 = fully perceptual (ESRGAN interpolation)
+    vgg_weights: str | None = None  # perceptual only: VGG19 safetensors for the SRGAN content loss
 
     def check(self) -> None:
         for name in ("quality", "match_jpeg"):
@@ -73,6 +80,13 @@ class EncodeOptions:
             raise OptionsError(f"max_steps={self.max_steps!r} must be in 0..1000000")
         if self.full_dtype not in ("f32", "f16"):
             raise OptionsError(f"full_dtype={self.full_dtype!r} must be 'f32' or 'f16'")
+        arch_class(self.arch)  # UnknownArchError (422) names the known ones
+        if self.objective not in OBJECTIVES:
+            raise OptionsError(f"objective={self.objective!r} must be one of {', '.join(OBJECTIVES)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise OptionsError(f"alpha={self.alpha!r} must be in 0..1")
+        if self.vgg_weights is not None and self.objective != "perceptual":
+            raise OptionsError("vgg_weights only applies to objective='perceptual'")
 
 
 @dataclass
@@ -113,20 +127,20 @@ def encode_images(
     return EncodeResult(bundle=data, summary=summary)
 
 
-def _bundle_from(plan: Plan, cfg: GeneratorConfig, base_sha: str) -> Bundle:
-    uses_gen = any(plan.gs)
+def _bundle_from(plan: Plan, cfg: GeneratorConfig | None, base_sha: str | None) -> Bundle:
+    uses_gen = any(plan.gs) and cfg is not None
     imgs = []
     for i, im in enumerate(plan.images):
         # Kept short: every header byte counts in the rate. The rest is in the sender's summary.
         info: dict[str, Any] = {"q": plan.qs[i], "g": int(plan.gs[i]), "pr": round(plan.psnrs[i], 3)}
         h, w = im.rgb.shape[:2]
-        imgs.append(BundleImage(name=im.name, width=w, height=h, jpeg=im.payload(plan.qs[i])[0], info=info))
+        imgs.append(BundleImage(name=im.name, width=w, height=h, jpeg=plan.payload(i), info=info))
     kind = plan.update_header.get("kind", "none") if uses_gen else "none"
     return Bundle(
         bundle_id=new_bundle_id(),
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        mode="restore" if uses_gen else "jpeg",
-        generator=cfg.to_dict() if uses_gen else None,
+        mode=plan.mode if uses_gen else "jpeg",
+        generator=cfg.to_dict() if uses_gen and cfg is not None else None,
         base_sha256=base_sha if uses_gen and kind != "full" else None,
         update=plan.update_header if uses_gen else {"kind": "none"},
         update_bytes=plan.update_bytes if uses_gen else b"",
@@ -165,7 +179,7 @@ def _summary(b: Bundle, plan: Plan, result: Any, total: int, seconds: float) -> 
     }
 
 
-def _model_for(b: Bundle) -> CompactGenerator | None:
+def _model_for(b: Bundle) -> Generator | None:
     """Build the generator a bundle asks for (base + update), validating everything."""
     uses_gen = any(int(i.info.get("g", 0)) for i in b.images)
     if b.generator is None:
@@ -173,6 +187,9 @@ def _model_for(b: Bundle) -> CompactGenerator | None:
             raise BundleError("bundle asks for the generator but carries no generator config")
         return None
     cfg = GeneratorConfig.from_dict(b.generator)
+    want = MODE_SCALE.get(b.mode)
+    if want is None or cfg.scale != want:
+        raise BundleError(f"bundle mode {b.mode!r} does not match a generator of scale {cfg.scale}")
     model = build_generator(cfg)
     template = model.state_dict()
     base = None
@@ -213,10 +230,12 @@ def decode_bundle(data: bytes, progress: ProgressFn | None = None, *, tile: int 
     out = []
     for k, im in enumerate(b.images):
         dec = jpeg_decode(im.jpeg)
-        if dec.shape != (im.height, im.width, 3):
-            raise BundleError(f"image {im.name!r}: JPEG is {dec.shape[1]}x{dec.shape[0]}, header says "
-                              f"{im.width}x{im.height}")
-        out.append(restore(model, dec, q=im.info.get("q"), tile=tile)
+        s = model.scale if model is not None and im.info.get("g") else 1
+        want = (-(-im.height // s), -(-im.width // s), 3)
+        if dec.shape != want:
+            raise BundleError(f"image {im.name!r}: JPEG is {dec.shape[1]}x{dec.shape[0]}, expected "
+                              f"{want[1]}x{want[0]} for {im.width}x{im.height} at scale {s}")
+        out.append(restore(model, dec, q=im.info.get("q"), tile=tile)[: im.height, : im.width]
                    if model is not None and im.info.get("g") else dec)
         if progress is not None:
             progress("decoding", k + 1, len(b.images))

@@ -1,8 +1,10 @@
 """Per-set fine-tuning: overfit the generator to (decoded JPEG, original) pairs of one image set.
 
-Random crops from every pair, MSE loss (PSNR is the target), Adam with a cosine learning rate
-annealed over the *time* budget, so the schedule completes whatever the machine speed. Only the
-parameters named in ``names`` move; the rest stay at the base values.
+Random crops from every pair, MSE loss (PSNR is the target) or any other ``objective`` (the
+perceptual one, :mod:`common.perceptual`), Adam with a cosine learning rate annealed over the
+*time* budget, so the schedule completes whatever the machine speed. Only the parameters named in
+``names`` move; the rest stay at the base values. For a super-resolution generator (scale s) the
+decoded payload is s times smaller than the original and crops are taken at matching places.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .generator import CompactGenerator
+from .generator import Generator
 
 ProgressFn = Callable[[str, int, int], None]
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -46,37 +49,47 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def aligned_window(rng: random.Random, h: int, w: int, patch: int, multiple: int) -> tuple[int, int, int, int]:
+    """A random ``patch``-sided window (clipped to the image) of an ``h x w`` input, its corner on
+    the generator's ``multiple`` grid: ``(y0, x0, ph, pw)``."""
+    ph, pw = min(patch, h), min(patch, w)
+    y0, x0 = rng.randrange(h - ph + 1), rng.randrange(w - pw + 1)
+    return y0 - y0 % multiple, x0 - x0 % multiple, ph, pw
+
+
 def _crop_batch(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, int]], rng: random.Random, batch: int, patch: int
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, int]], rng: random.Random, batch: int, patch: int,
+    scale: int, multiple: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xs, ys, qs = [], [], []
     for _ in range(batch):
         x, y, q = pairs[rng.randrange(len(pairs))]
         qs.append(float(q))
-        h, w = x.shape[-2:]
-        ph, pw = min(patch, h), min(patch, w)
-        # Crop on the 8x8 JPEG grid so block-boundary artefacts stay where the network saw them.
-        y0 = rng.randrange(0, h - ph + 1)
-        x0 = rng.randrange(0, w - pw + 1)
-        y0, x0 = y0 - y0 % 2, x0 - x0 % 2
+        y0, x0, ph, pw = aligned_window(rng, x.shape[-2], x.shape[-1], max(multiple, patch // scale), multiple)
         xs.append(x[:, y0 : y0 + ph, x0 : x0 + pw])
-        ys.append(y[:, y0 : y0 + ph, x0 : x0 + pw])
+        ys.append(y[:, scale * y0 : scale * (y0 + ph), scale * x0 : scale * (x0 + pw)])
     if len({t.shape for t in xs}) > 1:  # mixed small images: pad to the largest crop
         hh, ww = max(t.shape[-2] for t in xs), max(t.shape[-1] for t in xs)
         xs = [F.pad(t, (0, ww - t.shape[-1], 0, hh - t.shape[-2]), mode="replicate") for t in xs]
-        ys = [F.pad(t, (0, ww - t.shape[-1], 0, hh - t.shape[-2]), mode="replicate") for t in ys]
+        ys = [F.pad(t, (0, scale * ww - t.shape[-1], 0, scale * hh - t.shape[-2]), mode="replicate") for t in ys]
     return torch.stack(xs), torch.stack(ys), torch.tensor(qs, device=xs[0].device)
 
 
 def finetune(
-    model: CompactGenerator,
+    model: Generator,
     pairs: Sequence[tuple[np.ndarray, np.ndarray, int]],
     names: Sequence[str],
     cfg: FinetuneConfig,
     device: torch.device,
     progress: ProgressFn | None = None,
+    objective: Objective | None = None,
 ) -> FinetuneReport:
-    """Fine-tune ``model`` in place on ``(decoded, original, payload quality)`` triples (uint8 images)."""
+    """Fine-tune ``model`` in place on ``(decoded, original, payload quality)`` triples (uint8 images).
+
+    Each original is ``scale`` times its decoded payload (padded to a multiple of the scale).
+    ``objective(pred, target)`` replaces the MSE loss when given.
+    """
+    loss_fn = objective if objective is not None else F.mse_loss
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     tensors = [
@@ -102,8 +115,8 @@ def finetune(
         frac = max(elapsed / cfg.budget_seconds, step / max_steps)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        x, y, q = _crop_batch(tensors, rng, cfg.batch, cfg.patch)
-        loss = F.mse_loss(model(x, q), y)
+        x, y, q = _crop_batch(tensors, rng, cfg.batch, cfg.patch, model.scale, model.multiple)
+        loss = loss_fn(model(x, q), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,26 +1,23 @@
-"""Generator architectures, described by an explicit config that travels in the bundle header.
+"""Generator architectures behind one interface, each rebuilt from a config carried in the bundle.
 
-The default ``srvgg`` generator is a compact SRVGG-style conv stack working at half resolution
-(space-to-depth), predicting a residual over the decoded JPEG:
+Every generator maps a decoded payload JPEG to a reconstruction ``scale`` times larger, as a
+residual over a fixed upsample of its input (identity for ``scale=1``, bicubic otherwise)::
 
-    x (N,3,H,W) float32 in [0,1]   (decoded JPEG; H, W any size, padded to a multiple of s)
-      │ pixel_unshuffle(s)                       ─▶ (N, 3s², H/s, W/s)
-      │ conv3x3 → PReLU                          ─▶ (N, C, H/s, W/s)
-      │ [conv3x3 → PReLU] × B                    ─▶ (N, C, H/s, W/s)
-      │ conv3x3 (initialised near zero)          ─▶ (N, 3s², H/s, W/s)
-      │ pixel_shuffle(s)                         ─▶ (N, 3, H, W)  residual r
-      └──────────────────────────────────────────▶ y = x + r   (N,3,H,W) float32, unclamped
+    x (N,3,h,w) float32 in [0,1]     decoded payload (any size; padded to ``multiple`` internally)
+      ├─ residual() ────────────────▶ r (N,3,s·h,s·w)   learned residual
+      └─ up_s(x) ───────────────────▶ y = up_s(x) + r   (N,3,s·h,s·w), unclamped
 
-With ``qcond=1`` the generator also takes the payload JPEG quality q (N,) in 1..100 and modulates
-every hidden layer per channel, before its PReLU: h ← h·(1 + t·scale_l) + t·shift_l with
-t = (q − 50)/50 (pointwise, so tiling stays exact). No batch norm, so fine-tuning on a handful of
-images is well behaved.
+Architectures register themselves by name (``common/archs/<name>.py``, one file each) with
+:func:`register`. :class:`GeneratorConfig` is the only thing a receiver needs to rebuild one; a
+name it does not know is refused with :class:`~common.errors.UnknownArchError` (HTTP 422).
+Configs are validated per architecture (each declares its allowed widths, depths, scales).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +25,19 @@ from torch import nn
 
 from .errors import BundleError, UnknownArchError
 
-ARCHS = ("srvgg",)
+_REGISTRY: dict[str, type[Generator]] = {}
+SCALES = (1, 2, 4)
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Everything needed to rebuild a generator; serialised into the bundle header."""
+    """Everything needed to rebuild a generator; serialised into the bundle header.
+
+    ``channels`` and ``blocks`` are the width and depth knobs; what they mean is the
+    architecture's (its file's docstring says). ``unshuffle`` is srvgg's space-to-depth factor
+    (1 elsewhere), ``scale`` the upsampling factor (1: restore, 2: sr2, 4: sr4), ``qcond`` srvgg's
+    JPEG-quality conditioning.
+    """
 
     arch: str = "srvgg"
     channels: int = 48
@@ -43,16 +47,17 @@ class GeneratorConfig:
     qcond: int = 0
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise UnknownArchError(f"unknown generator arch {self.arch!r}; known: {', '.join(ARCHS)}")
-        _check_range("channels", self.channels, 4, 128)
-        _check_range("blocks", self.blocks, 0, 16)
-        if self.unshuffle not in (1, 2, 4):
-            raise BundleError(f"generator unshuffle {self.unshuffle!r} must be 1, 2 or 4")
-        if self.qcond not in (0, 1):
-            raise BundleError(f"generator qcond {self.qcond!r} must be 0 or 1")
-        if self.scale != 1:
-            raise BundleError(f"generator scale {self.scale!r} is not supported (only 1)")
+        cls = arch_class(self.arch)
+        _check_range("channels", self.channels, *cls.channel_range)
+        _check_range("blocks", self.blocks, *cls.block_range)
+        if self.scale not in cls.scales:
+            raise BundleError(f"generator {self.arch} supports scale {'/'.join(map(str, cls.scales))}, "
+                              f"not {self.scale!r}")
+        if self.unshuffle not in cls.unshuffles:
+            raise BundleError(f"generator {self.arch} unshuffle {self.unshuffle!r} must be one of "
+                              f"{', '.join(map(str, cls.unshuffles))}")
+        if self.qcond not in ((0, 1) if cls.supports_qcond else (0,)):
+            raise BundleError(f"generator {self.arch} qcond {self.qcond!r} is not supported")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +74,7 @@ class GeneratorConfig:
         if not isinstance(arch, str):
             raise BundleError("generator arch must be a string")
         ints = {}
-        for k in known - {"arch"}:
+        for k in sorted(known - {"arch"}):
             v = d.get(k, getattr(cls, k))
             if not isinstance(v, int) or isinstance(v, bool):
                 raise BundleError(f"generator config {k} must be an integer, got {v!r}")
@@ -82,58 +87,98 @@ def _check_range(name: str, v: int, lo: int, hi: int) -> None:
         raise BundleError(f"generator {name}={v} is outside {lo}..{hi}")
 
 
-class CompactGenerator(nn.Module):
-    """SRVGG-like restoration generator; see the module docstring for shapes."""
+class Generator(nn.Module):
+    """Base class: padding, the fixed upsample and the residual; subclasses supply :meth:`residual`.
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    Class attributes each architecture sets: ``channel_range``/``block_range`` (inclusive),
+    ``scales``, ``unshuffles``, ``supports_qcond`` and ``defaults`` (per scale: the config
+    fields ``default_config`` uses, e.g. ``{1: {"channels": 48, "blocks": 4}}``).
+    """
+
+    channel_range: ClassVar[tuple[int, int]] = (4, 128)
+    block_range: ClassVar[tuple[int, int]] = (0, 16)
+    scales: ClassVar[tuple[int, ...]] = SCALES
+    unshuffles: ClassVar[tuple[int, ...]] = (1,)
+    supports_qcond: ClassVar[bool] = False
+    defaults: ClassVar[dict[int, dict[str, int]]] = {}
+
+    def __init__(self, cfg: GeneratorConfig, *, train_form: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        s2 = 3 * cfg.unshuffle**2
-        layers: list[nn.Module] = [nn.Conv2d(s2, cfg.channels, 3, padding=1), nn.PReLU(cfg.channels)]
-        for _ in range(cfg.blocks):
-            layers += [nn.Conv2d(cfg.channels, cfg.channels, 3, padding=1), nn.PReLU(cfg.channels)]
-        tail = nn.Conv2d(cfg.channels, s2, 3, padding=1)
-        with torch.no_grad():
-            tail.weight.mul_(0.1)
-            if tail.bias is not None:
-                nn.init.zeros_(tail.bias)
-        layers.append(tail)
-        self.body = nn.Sequential(*layers)
-        if cfg.qcond:
-            self.qscale = nn.Parameter(torch.zeros(cfg.blocks + 1, cfg.channels))
-            self.qshift = nn.Parameter(torch.zeros(cfg.blocks + 1, cfg.channels))
+        self.train_form = train_form
 
-    def _run_body(self, h: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
-        if not self.cfg.qcond:
-            return self.body(h)
-        if q is None:
-            raise ValueError("this generator is quality-conditioned: pass q, the payload JPEG quality")
-        t = ((q.to(h.dtype, copy=False) - 50.0) / 50.0).view(-1, 1, 1, 1)
-        layers = list(self.body)
-        for i in range(self.cfg.blocks + 1):
-            h = layers[2 * i](h)
-            h = h * (1 + t * self.qscale[i].view(1, -1, 1, 1)) + t * self.qshift[i].view(1, -1, 1, 1)
-            h = layers[2 * i + 1](h)
-        return layers[-1](h)
+    # -- what an architecture implements -------------------------------------------------------
+    def residual(self, x: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+        """``x`` (N,3,h,w) with h, w multiples of :attr:`multiple` → residual (N,3,s·h,s·w)."""
+        raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (N,3,H,W) in [0,1]; ``q`` (N,) payload JPEG qualities (needed when ``qcond``)."""
-        s = self.cfg.unshuffle
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % s, (-w) % s
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-        r = self._run_body(F.pixel_unshuffle(xp, s) if s > 1 else xp, q)
-        r = F.pixel_shuffle(r, s) if s > 1 else r
-        return x + r[..., :h, :w]
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this (padding is added and cropped away)."""
+        return 1
 
     @property
     def receptive_radius(self) -> int:
-        """Pixels of context each output pixel sees on each side (for tiling)."""
-        return (self.cfg.blocks + 2) * self.cfg.unshuffle + self.cfg.unshuffle
+        """Input pixels of context each output pixel depends on, per side (for exact tiling)."""
+        raise NotImplementedError
+
+    def deploy_state(self) -> dict[str, torch.Tensor]:
+        """The state dict that ships (e.g. batch norm folded into convolutions)."""
+        return self.state_dict()
+
+    # -- shared ------------------------------------------------------------------------------------
+    @property
+    def scale(self) -> int:
+        return self.cfg.scale
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.scale
+        return x if s == 1 else F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (N,3,h,w) in [0,1]; ``q`` (N,) payload JPEG qualities (used when ``qcond``)."""
+        m, s = self.multiple, self.cfg.scale
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % m, (-w) % m
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        y = self.upsample(xp) + self.residual(xp, q)
+        return y[..., : s * h, : s * w]
 
 
-def build_generator(cfg: GeneratorConfig) -> CompactGenerator:
-    return CompactGenerator(cfg)
+def register(name: str) -> Callable[[type[Generator]], type[Generator]]:
+    def deco(cls: type[Generator]) -> type[Generator]:
+        _REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+def archs() -> tuple[str, ...]:
+    """Names of every registered architecture, default first."""
+    return tuple(sorted(_REGISTRY, key=lambda n: (n != "srvgg", n)))
+
+
+def arch_class(name: str) -> type[Generator]:
+    if name not in _REGISTRY:
+        raise UnknownArchError(f"unknown generator arch {name!r}; this side knows: {', '.join(archs())}")
+    return _REGISTRY[name]
+
+
+def default_config(arch: str = "srvgg", scale: int = 1, **overrides: int | None) -> GeneratorConfig:
+    """The architecture's default config at ``scale`` (width/depth its base weights use)."""
+    cls = arch_class(arch)
+    fields: dict[str, Any] = {"unshuffle": cls.unshuffles[0], "qcond": 0, "scale": scale}
+    fields.update(cls.defaults.get(scale, cls.defaults.get(1, {})))
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return GeneratorConfig(arch=arch, **fields)
+
+
+def build_generator(cfg: GeneratorConfig, *, train_form: bool = False) -> Generator:
+    """The generator for ``cfg``; ``train_form`` builds the training variant (e.g. with batch norm)."""
+    return arch_class(cfg.arch)(cfg, train_form=train_form)
+
+
+def with_scale(cfg: GeneratorConfig, scale: int) -> GeneratorConfig:
+    return replace(cfg, scale=scale)
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -149,3 +194,9 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if not torch.isfinite(v).all():
             raise BundleError(f"weight {k} holds NaN or infinite values")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+# Register the architectures (each module calls ``register``); kept last to avoid a cycle.
+from . import archs as _archs  # noqa: E402,F401
+
+ARCHS = archs()

@@ -89,6 +89,28 @@ def jpeg_encode(
     return buf.getvalue()
 
 
+def pad_to_multiple(rgb: np.ndarray, s: int) -> np.ndarray:
+    """Replicate the last row/column so both sides are multiples of ``s`` (no copy if they are)."""
+    h, w = rgb.shape[:2]
+    ph, pw = (-h) % s, (-w) % s
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else rgb
+
+
+def downsample(rgb: np.ndarray, s: int) -> np.ndarray:
+    """Antialiased bicubic downsample by an integer factor: ``(H,W,3)`` → ``(ceil(H/s), ceil(W/s), 3)``.
+
+    The image is first edge-padded to multiples of ``s`` so that every low-resolution pixel covers
+    exactly an ``s x s`` cell; the receiver's upsample by ``s`` then crops back to ``H x W``.
+    Pillow's resampling filters widen with the reduction factor, which is the antialiasing.
+    """
+    if s == 1:
+        return rgb
+    p = pad_to_multiple(rgb, s)
+    h, w = p.shape[:2]
+    small = Image.fromarray(np.ascontiguousarray(p), mode="RGB").resize((w // s, h // s), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
+
+
 def jpeg_decode(data: bytes) -> np.ndarray:
     """Decode a JPEG file to ``(H, W, 3) uint8`` RGB, as the receiver will."""
     try:

@@ -11,42 +11,59 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .generator import CompactGenerator
-from .imageio import jpeg_decode, jpeg_encode
+from .generator import Generator
+from .imageio import downsample, jpeg_decode, jpeg_encode, pad_to_multiple
 from .infer import restore
 from .metrics import psnr
 
 
 class SetImage:
-    """One outgoing image with cached payload encodes ``q -> (jpeg bytes, decoded uint8)``."""
+    """One outgoing image with cached payload encodes ``(q, s) -> (jpeg bytes, decoded uint8)``.
+
+    ``s`` is the downsampling factor of the payload (1: full size; 2, 4: super-resolution modes).
+    """
 
     def __init__(self, name: str, rgb: np.ndarray) -> None:
         self.name = name
         self.rgb = rgb
-        self._payload: dict[int, tuple[bytes, np.ndarray]] = {}
+        self._small: dict[int, np.ndarray] = {1: rgb}
+        self._payload: dict[tuple[int, int], tuple[bytes, np.ndarray]] = {}
         self._scores: dict[tuple[int, int], float] = {}
 
     @property
     def pixels(self) -> int:
         return int(self.rgb.shape[0] * self.rgb.shape[1])
 
-    def payload(self, q: int) -> tuple[bytes, np.ndarray]:
-        if q not in self._payload:
-            data = jpeg_encode(self.rgb, q)
-            self._payload[q] = (data, jpeg_decode(data))
-        return self._payload[q]
+    def small(self, s: int) -> np.ndarray:
+        """The antialiased downsample the sender encodes for scale ``s``."""
+        if s not in self._small:
+            self._small[s] = downsample(self.rgb, s)
+        return self._small[s]
+
+    def target(self, s: int) -> np.ndarray:
+        """The original padded to a multiple of ``s``: what a scale-``s`` generator should output."""
+        return pad_to_multiple(self.rgb, s)
+
+    def payload(self, q: int, s: int = 1) -> tuple[bytes, np.ndarray]:
+        if (q, s) not in self._payload:
+            data = jpeg_encode(self.small(s), q)
+            self._payload[(q, s)] = (data, jpeg_decode(data))
+        return self._payload[(q, s)]
 
     def reference(self, q: int) -> tuple[int, float]:
         """Bytes and PSNR of Pillow's default JPEG at ``q`` (the thing users compare against)."""
         data = jpeg_encode(self.rgb, q, optimize=False, progressive=False)
         return len(data), psnr(jpeg_decode(data), self.rgb)
 
-    def score(self, model: CompactGenerator | None, tag: int, q: int) -> float:
-        """PSNR at payload quality ``q`` of the JPEG (model None) or of ``model``'s output."""
+    def score(self, model: Generator | None, tag: int, q: int) -> float:
+        """PSNR at payload quality ``q`` of the full-size JPEG (model None) or of ``model``'s output
+        from its payload (downsampled by the model's scale). ``tag`` names the model in the cache."""
         key = (tag, q)
         if key not in self._scores:
-            dec = self.payload(q)[1]
-            out = dec if model is None else restore(model, dec, q=q)
+            s = 1 if model is None else model.scale
+            dec = self.payload(q, s)[1]
+            h, w = self.rgb.shape[:2]
+            out = dec if model is None else restore(model, dec, q=q)[:h, :w]
             self._scores[key] = psnr(out, self.rgb)
         return self._scores[key]
 

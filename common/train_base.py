@@ -1,6 +1,13 @@
-"""Train the shared base generator on a folder of images over a range of JPEG qualities.
+"""Train a shared base generator on a folder of images over a range of JPEG qualities.
 
     python -m common.train_base --data ../shared/datasets/train --out common/weights/restore-v1.safetensors
+    python -m common.train_base --data ../shared/datasets/train --scale 4 --patch 192 \
+        --out common/weights/sr4-v1.safetensors
+
+``--arch`` picks any registered generator (``--channels``/``--blocks`` default to its defaults at
+``--scale``). For ``--scale 2|4`` the input is the antialiased downsample of the crop (as the sender
+makes it), JPEG-compressed; a ``--clean`` fraction of samples skips the JPEG (quality 100 is passed),
+so the base also works as a plain super-resolution network.
 
 Seeded and resumable (``--resume`` continues from the checkpoint next to ``--out``). Uses CUDA
 when available. Training pairs are random crops, JPEG-compressed with the payload settings at a
@@ -22,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from .finetune import pick_device
-from .generator import GeneratorConfig, build_generator
-from .imageio import jpeg_decode, jpeg_encode, list_images, load_image
+from .generator import Generator, build_generator, default_config
+from .imageio import downsample, jpeg_decode, jpeg_encode, list_images, load_image
 from .metrics import psnr
 from .progress import Progress
 from .weights import save_weights
@@ -37,12 +44,14 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 def sample_batch(
     images: list[np.ndarray], rng: random.Random, batch: int, patch: int, qmin: int, qmax: int,
-    qpower: float = 1.0,
+    qpower: float = 1.0, scale: int = 1, clean: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random crops: (degraded, clean) each (N,3,patch,patch) float32 in [0,1], and qualities (N,).
+    """Random crops: degraded (N,3,patch/scale,patch/scale), clean (N,3,patch,patch), float32 in
+    [0,1], and qualities (N,).
 
     Qualities are drawn as qmin + (qmax - qmin)·u^qpower (qpower 1: uniform, as restore-v1 was
-    trained; > 1 favours low qualities).
+    trained; > 1 favours low qualities); with probability ``clean`` a sample is not compressed
+    (quality 100 is reported for it).
     """
     xs, ys, qs = [], [], []
     for _ in range(batch):
@@ -56,27 +65,41 @@ def sample_batch(
             crop = crop[::-1]
         crop = np.ascontiguousarray(crop)
         q = round(qmin + (qmax - qmin) * rng.random() ** qpower)
+        small = downsample(crop, scale)
+        if clean and rng.random() < clean:
+            q = 100
+            xs.append(small)
+        else:
+            xs.append(jpeg_roundtrip(small, q))
         qs.append(float(q))
-        xs.append(jpeg_roundtrip(crop, q))
         ys.append(crop)
     def to_t(a: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255.0)
     return to_t(xs), to_t(ys), torch.tensor(qs)
 
 
-def evaluate(model: torch.nn.Module, images: list[np.ndarray], quality: int, device: torch.device) -> dict:
-    """Mean PSNR of plain JPEG and of the generator output at one quality."""
+def _u8(t: torch.Tensor) -> np.ndarray:
+    return t.clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
+
+
+def evaluate(model: Generator, images: list[np.ndarray], quality: int, device: torch.device) -> dict:
+    """Mean PSNR at one payload quality of the payload as received (bicubic-upsampled for SR) and
+    of the generator output."""
     pj, pg = [], []
+    s = model.cfg.scale
+    was_training = model.training
     model.eval()
     with torch.inference_mode():
         for img in images:
-            dec = jpeg_roundtrip(img, quality)
+            h, w = img.shape[:2]
+            small = downsample(img, s)
+            dec = small if quality >= 100 else jpeg_roundtrip(small, quality)
             x = torch.from_numpy(np.array(dec)).permute(2, 0, 1)[None].float().div(255).to(device)
-            out = model(x, torch.tensor([float(quality)], device=device)).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
-            pj.append(psnr(dec, img))
-            pg.append(psnr(out, img))
-    model.train()
-    return {"quality": quality, "psnr_jpeg": float(np.mean(pj)), "psnr_gen": float(np.mean(pg)),
+            qt = torch.tensor([float(quality)], device=device)
+            pj.append(psnr(_u8(model.upsample(x))[:h, :w], img))
+            pg.append(psnr(_u8(model(x, qt))[:h, :w], img))
+    model.train(was_training)
+    return {"quality": quality, "psnr_payload": float(np.mean(pj)), "psnr_gen": float(np.mean(pg)),
             "gain_db": float(np.mean(pg) - np.mean(pj))}
 
 
@@ -92,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qmin", type=int, default=5)
     ap.add_argument("--qmax", type=int, default=90)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--channels", type=int, default=48)
-    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--arch", default="srvgg", help="generator architecture (common/archs/)")
+    ap.add_argument("--scale", type=int, default=1, choices=(1, 2, 4), help="1: restore, 2: sr2, 4: sr4")
+    ap.add_argument("--channels", type=int, help="width (default: the arch's default at --scale)")
+    ap.add_argument("--blocks", type=int, help="depth (default: the arch's default at --scale)")
+    ap.add_argument("--clean", type=float, default=0.0, help="fraction of samples without JPEG (SR bases)")
     ap.add_argument("--qcond", type=int, default=0, choices=(0, 1), help="condition on the JPEG quality")
     ap.add_argument("--qpower", type=float, default=1.0, help="quality sampling exponent (1 = uniform)")
     ap.add_argument("--seed", type=int, default=0)
@@ -108,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
-    cfg = GeneratorConfig(channels=args.channels, blocks=args.blocks, qcond=args.qcond)
-    model = build_generator(cfg).to(device)
+    cfg = default_config(args.arch, args.scale, channels=args.channels, blocks=args.blocks,
+                         **({"qcond": 1} if args.qcond else {}))
+    if args.patch % (args.scale * build_generator(cfg).multiple):
+        ap.error(f"--patch {args.patch} must be a multiple of scale x the arch's input multiple")
+    model = build_generator(cfg, train_form=True).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     out = Path(args.out)
     ckpt = out.with_suffix(".ckpt")
@@ -138,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y, q = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax, args.qpower)
+        x, y, q = sample_batch(images, rng, args.batch, args.patch, args.qmin, args.qmax, args.qpower,
+                               args.scale, args.clean)
         x, y, q = x.to(device), y.to(device), q.to(device)
         pred = model(x, q)
         # L1 first for robust early progress, MSE (= PSNR) for the last third.
@@ -151,19 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(step, f"loss {loss_avg:.4f} lr {lr:.1e}")
         if step % 250 == 0 or step == args.steps:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-            save_weights(model.cpu().state_dict(), cfg, out, extra={"train_step": step})
+            save_weights(model.cpu().deploy_state(), cfg, out, extra={"train_step": step})
             model.to(device)
         if (time.monotonic() - t0) / 60 > args.max_minutes:
             log.info("time budget reached at step %d; rerun with --resume to continue", step)
             break
     bar.close()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-    sha = save_weights(model.cpu().state_dict(), cfg, out, extra={"train_step": step})
+    sha = save_weights(model.cpu().deploy_state(), cfg, out, extra={"train_step": step})
     report: dict = {"weights": str(out), "sha256": sha, "steps": step,
                     "minutes": round((time.monotonic() - t0) / 60, 1), "config": cfg.to_dict()}
     if args.val:
         val = [load_image(p) for p in list_images(args.val)]
-        report["val"] = [evaluate(model, val, q, torch.device("cpu")) for q in (10, 20, 40, 75)]
+        ship = build_generator(cfg)
+        ship.load_state_dict(model.deploy_state())
+        report["val"] = [evaluate(ship, val, q, torch.device("cpu")) for q in (10, 20, 40, 75, 100)]
     print(json.dumps(report, indent=2))
     return 0
 

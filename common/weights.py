@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import BundleError, UnknownBaseError
-from .generator import CompactGenerator, GeneratorConfig, build_generator, load_state_strict
+from .generator import Generator, GeneratorConfig, build_generator, load_state_strict
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_BASE = "restore-v1"
@@ -87,7 +87,7 @@ def load_base(sha_or_name: str = DEFAULT_BASE) -> tuple[GeneratorConfig, dict[st
     return _load_file(base_path(sha_or_name))
 
 
-def load_base_model(sha_or_name: str = DEFAULT_BASE) -> tuple[CompactGenerator, str]:
+def load_base_model(sha_or_name: str = DEFAULT_BASE) -> tuple[Generator, str]:
     cfg, state, sha = load_base(sha_or_name)
     model = build_generator(cfg)
     load_state_strict(model, state)
