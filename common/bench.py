@@ -12,6 +12,7 @@ import argparse
 import fnmatch
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -29,12 +30,22 @@ from . import __version__
 from .bdrate import bd_psnr, bd_rate, psnr_overlap
 from .errors import ImageError
 from .imageio import jpeg_decode, jpeg_encode, list_images, load_image
-from .metrics import ms_ssim, psnr
+from .metrics import exact_match_rate, hist_correlation, ms_ssim, psnr
 from .plot import rd_plot
 from .progress import Progress
 
 LABELS = {"jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressive", "webp": "WebP (method 6)",
-          "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)"}
+          "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)",
+          "gancodec_sr2": "gancodec sr2", "gancodec_sr4": "gancodec sr4", "gancodec_auto": "gancodec auto",
+          "gancodec_perceptual": "gancodec perceptual"}
+DEFAULT_CURVES = ("jpeg", "jpeg_opt", "webp", "avif", "gancodec", "gancodec_base")
+# Codec curves: the EncodeOptions each one sets on top of the sweep's (quality, budget, device, update).
+CODEC_CURVES: dict[str, dict[str, Any]] = {
+    "gancodec": {}, "gancodec_base": {"update": "none"}, "gancodec_sr2": {"mode": "sr2"},
+    "gancodec_sr4": {"mode": "sr4"}, "gancodec_auto": {"mode": "auto"},
+    "gancodec_perceptual": {"objective": "perceptual"},
+}
+ARCH_PREFIX = "arch_"  # --archs NAME adds curve "arch_NAME": restore mode with that generator
 ANCHOR = "jpeg"
 QUALITIES = (5, 10, 20, 30, 40, 50)
 WIDE_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 70)  # WebP/AVIF quality scales differ from JPEG's
@@ -105,8 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="fine-tune step budget per sweep point")
     p.add_argument("--update", choices=("auto", "none", "delta", "full"), default="auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--curves", nargs="+", choices=list(LABELS), default=list(LABELS),
-                   help="curves to measure (the JPEG anchor is always measured)")
+    p.add_argument("--curves", nargs="+", choices=list(LABELS), default=list(DEFAULT_CURVES),
+                   help="curves to measure (the JPEG anchor is always measured; default %(default)s)")
+    p.add_argument("--archs", nargs="+", default=[], metavar="ARCH",
+                   help="also one restore curve per generator architecture, and the architecture table")
+    p.add_argument("--alpha", type=float, default=1.0, help="gancodec_perceptual: network interpolation")
+    p.add_argument("--low-rate-bpp", type=float, default=0.15,
+                   help="BD-rates of the sr/auto curves against restore below this rate (default %(default)s)")
+    p.add_argument("--thesis", action="store_true",
+                   help="also encode the source thesis's configuration (SRResNet-7 at 64 channels, full "
+                        "float32 weights, trained from scratch on the set) at --thesis-quality")
+    p.add_argument("--thesis-quality", type=_quality, default=5)
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--plot", default=None, help="RD plot PNG")
@@ -122,7 +142,10 @@ def load_set(folder: Path, pattern: str, limit: int | None) -> ImageSet:
 def _scores(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray], msssim: bool) -> dict[str, Any]:
     per = [psnr(a, b) for a, b in zip(originals, decoded, strict=True)]  # raises on a shape mismatch
     ms = [ms_ssim(a, b) for a, b in zip(originals, decoded, strict=True)] if msssim else []
+    hc = [hist_correlation(a, b) for a, b in zip(originals, decoded, strict=True)]
+    em = [exact_match_rate(a, b) for a, b in zip(originals, decoded, strict=True)]
     return {"psnr": float(np.mean(per)), "ms_ssim": float(np.mean(ms)) if ms else None,
+            "hist_corr": float(np.mean(hc)), "exact_match": float(np.mean(em)),
             "psnr_per_image": [round(v, 4) for v in per]}
 
 
@@ -138,10 +161,24 @@ def baseline_point(name: str, q: int, data: ImageSet, msssim: bool) -> dict[str,
             **_scores(data.images, decoded, msssim), "encode_s": t1 - t0, "decode_s": t2 - t1}
 
 
-def codec_point(api: CodecApi, q: int, update: str, args: argparse.Namespace, data: ImageSet,
+def _curve_spec(name: str) -> dict[str, Any]:
+    if name.startswith(ARCH_PREFIX):
+        return {"arch": name[len(ARCH_PREFIX):]}
+    return CODEC_CURVES[name]
+
+
+def _label(name: str) -> str:
+    return f"gancodec arch {name[len(ARCH_PREFIX):]}" if name.startswith(ARCH_PREFIX) else LABELS[name]
+
+
+def codec_point(api: CodecApi, q: int, spec: dict[str, Any], args: argparse.Namespace, data: ImageSet,
                 note: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    opts = api.encode_options(quality=q, match_jpeg=None, update=update, budget_seconds=args.budget_seconds,
-                              max_steps=args.max_steps, device=args.device)
+    fields = {"update": args.update, **spec}
+    if fields.get("objective") == "perceptual":
+        fields["alpha"] = args.alpha
+    opts = api.encode_options(quality=q, match_jpeg=None, budget_seconds=args.budget_seconds,
+                              max_steps=args.max_steps, device=args.device, **fields)
+    update = fields["update"]
     t0 = time.perf_counter()
     result = api.encode_images(list(zip(data.names, data.images, strict=True)), opts, note)
     t1 = time.perf_counter()
@@ -158,6 +195,7 @@ def codec_point(api: CodecApi, q: int, update: str, args: argparse.Namespace, da
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
     wanted = [ANCHOR] + [c for c in LABELS if c in args.curves and c != ANCHOR]
+    wanted += [ARCH_PREFIX + a for a in args.archs]
     if args.update == "none":  # the "fine-tuned" curve would repeat the base-generator one
         wanted = [c for c in wanted if c != "gancodec_base"]
     return [(c, args.other_qualities if c in ("webp", "avif") else args.qualities) for c in wanted]
@@ -169,7 +207,7 @@ def run_sweep(args: argparse.Namespace, data: ImageSet) -> dict[str, dict[str, A
     curves: dict[str, dict[str, Any]] = {}
     done = 0
     for name, qs in plan:
-        curve: dict[str, Any] = {"label": LABELS[name], "available": True, "qualities": qs, "points": []}
+        curve: dict[str, Any] = {"label": _label(name), "available": True, "qualities": qs, "points": []}
         curves[name] = curve
         if name == "avif" and not features.check("avif"):
             curve.update(available=False, reason="this Pillow build has no AVIF support")
@@ -185,7 +223,7 @@ def run_sweep(args: argparse.Namespace, data: ImageSet) -> dict[str, dict[str, A
                 def note(stage: str, i: int, n: int, at: str = f"{name} q={q}", d: int = done) -> None:
                     bar.update(d, f"{at} {stage} {i}/{n}")
 
-                point = codec_point(api, q, "none" if name == "gancodec_base" else args.update, args, data, note)
+                point = codec_point(api, q, _curve_spec(name), args, data, note)
             curve["points"].append(point)
             done += 1
     bar.update(done, "done")
@@ -214,6 +252,30 @@ def _bd_entry(anchor: list[tuple[float, float]], test: list[tuple[float, float]]
     return out
 
 
+def low_rate_summary(curves: dict[str, dict[str, Any]], max_bpp: float) -> dict[str, Any] | None:
+    """BD-rate of each sr/auto curve against the restore curve (``gancodec``) over the PSNR range
+    restore covers at or below ``max_bpp`` (its PSNR at ``max_bpp`` interpolated in log-rate)."""
+    if "gancodec" not in curves:
+        return None
+    pts = sorted(_rd(curves["gancodec"]))
+    lows = [p for p in pts if p[0] <= max_bpp]
+    highs = [p for p in pts if p[0] > max_bpp]
+    out: dict[str, Any] = {"anchor": "gancodec", "max_bpp": max_bpp, "vs_restore": {}}
+    if not lows:
+        out["error"] = f"the restore curve has no point at or below {max_bpp} bpp (add lower --qualities)"
+        return out
+    top = lows[-1][1]
+    if highs:  # the PSNR restore reaches at exactly max_bpp
+        (r0, p0), (r1, p1) = lows[-1], highs[0]
+        top = p0 + (p1 - p0) * (math.log(max_bpp) - math.log(r0)) / (math.log(r1) - math.log(r0))
+    span = (min(p for _, p in pts), top)
+    out["psnr_range"] = list(span)
+    for name in ("gancodec_sr2", "gancodec_sr4", "gancodec_auto"):
+        if name in curves:
+            out["vs_restore"][name] = _bd_entry(_rd(curves["gancodec"]), _rd(curves[name]), span)
+    return out
+
+
 def bd_summary(curves: dict[str, dict[str, Any]]) -> dict[str, Any]:
     anchor = _rd(curves[ANCHOR])
     ys = [p["psnr"] for p in curves[ANCHOR]["points"] if BD_QUALITIES[0] <= p["quality"] <= BD_QUALITIES[1]]
@@ -225,6 +287,56 @@ def bd_summary(curves: dict[str, dict[str, Any]]) -> dict[str, Any]:
             out["vs_anchor"][name] = _bd_entry(anchor, _rd(curve), span)
     if "gancodec" in curves and "gancodec_base" in curves:
         out["finetune_vs_base"] = _bd_entry(_rd(curves["gancodec_base"]), _rd(curves["gancodec"]), span)
+    if "gancodec" in curves and "gancodec_perceptual" in curves:
+        out["perceptual_vs_fidelity"] = _bd_entry(_rd(curves["gancodec"]), _rd(curves["gancodec_perceptual"]), span)
+    return out
+
+
+def arch_table(res: dict[str, Any], archs: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per ``--archs`` entry: size, cost and rate-distortion figures of its restore curve.
+
+    The two similarity figures of the source thesis (histogram correlation, exact-pixel match)
+    are given at the sweep's lowest quality, next to PSNR there.
+    """
+    from .generator import build_generator, macs_per_pixel
+    from .planner import base_name
+    from .weights import base_path, load_base
+
+    rows = []
+    for a in archs:
+        name = ARCH_PREFIX + a
+        curve = res["curves"][name]
+        cfg, state, _ = load_base(base_name("restore", a))
+        model = build_generator(cfg).eval()
+        pts = curve["points"]
+        low = min(pts, key=lambda p: p["quality"])
+        ft = [p["finetune_s"] for p in pts if p.get("finetune_s") is not None]
+        rows.append({
+            "arch": a, "config": cfg.to_dict(), "params": sum(v.numel() for v in state.values()),
+            "mac_per_pixel": round(macs_per_pixel(model)), "base_bytes": base_path(base_name("restore", a)).stat().st_size,
+            "update_bytes_median": int(np.median([p["parts"].get("update", 0) for p in pts])),
+            "bd_rate_pct": res["bd"]["vs_anchor"].get(name, {}).get("bd_rate_pct"),
+            "finetune_s_mean": float(np.mean(ft)) if ft else None,
+            "decode_mps_median": float(np.median([p["decode_mps"] for p in pts])),
+            "at_quality": low["quality"], "psnr": low["psnr"], "hist_corr": low["hist_corr"],
+            "exact_match": low["exact_match"],
+        })
+    return rows
+
+
+def thesis_point(api: CodecApi, args: argparse.Namespace, data: ImageSet) -> dict[str, Any]:
+    """The source thesis's configuration next to this codec's default, same images and quality."""
+    q = args.thesis_quality
+    bar = Progress(2, "thesis")
+    out: dict[str, Any] = {"quality": q}
+    specs = {"ours": {}, "thesis": {"arch": "srresnet", "channels": 64, "blocks": 7, "update": "full"}}
+    for i, (key, spec) in enumerate(specs.items()):
+        bar.update(i, key)
+        out[key] = codec_point(api, q, spec, args, data)
+        out[key]["options"] = spec
+    bar.update(2, "done")
+    bar.close()
+    out["bundle_ratio"] = out["thesis"]["bytes"] / out["ours"]["bytes"]
     return out
 
 
@@ -272,9 +384,34 @@ def print_table(res: dict[str, Any]) -> None:
         dpsnr = "n/a" if e["bd_psnr_db"] is None else f"{e['bd_psnr_db']:+6.3f} dB"
         why = f"({100 * e['coverage']:.0f}% of the range)" if "coverage" in e else f"({e['error']})"
         print(f"  {label:<30} BD-rate {rate:>9}  BD-PSNR {dpsnr:>9}  {why}")
+    low = res.get("low_rate")
+    if low:
+        if "error" in low:
+            print(f"\nlow rate (<= {low['max_bpp']} bpp): {low['error']}")
+        else:
+            lo, hi = low["psnr_range"]
+            print(f"\nBD vs gancodec restore at <= {low['max_bpp']} bpp (PSNR [{lo:.2f}, {hi:.2f}] dB):")
+            for k, e in low["vs_restore"].items():
+                rate = "n/a" if e["bd_rate_pct"] is None else f"{e['bd_rate_pct']:+7.2f} %"
+                why = f"({100 * e['coverage']:.0f}% of the range)" if "coverage" in e else f"({e['error']})"
+                print(f"  {LABELS[k]:<30} BD-rate {rate:>9}  {why}")
+    if res.get("archs"):
+        print(f"\n{'arch':<9} {'params':>8} {'MAC/px':>8} {'base B':>9} {'update B':>8} {'BD-rate':>8} "
+              f"{'tune s':>6} {'dec MP/s':>8} {'q':>3} {'PSNR':>6} {'hist':>6} {'exact':>6}")
+        for r in res["archs"]:
+            bd = "n/a" if r["bd_rate_pct"] is None else f"{r['bd_rate_pct']:+.1f}%"
+            print(f"{r['arch']:<9} {r['params']:>8} {r['mac_per_pixel']:>8} {r['base_bytes']:>9} "
+                  f"{r['update_bytes_median']:>8} {bd:>8} {r['finetune_s_mean'] or 0:>6.1f} "
+                  f"{r['decode_mps_median']:>8.2f} {r['at_quality']:>3} {r['psnr']:>6.2f} {r['hist_corr']:>6.4f} "
+                  f"{r['exact_match']:>6.4f}")
+    th = res.get("thesis")
+    if th:
+        print(f"\nthesis config at q{th['quality']} (SRResNet-7, full f32 weights): {th['thesis']['bytes']} B, "
+              f"PSNR {th['thesis']['psnr']:.2f} dB; ours {th['ours']['bytes']} B, PSNR {th['ours']['psnr']:.2f} dB; "
+              f"bundle ratio {th['bundle_ratio']:.1f}x")
     for name, s in res.get("codec", {}).items():
         tune = "n/a" if s["finetune_s_per_mp"] is None else f"{s['finetune_s_per_mp']:.1f}"
-        print(f"{LABELS[name]}: encode {s['encode_s_total']:.1f} s total, fine-tune {tune} s/MP per point, "
+        print(f"{_label(name)}: encode {s['encode_s_total']:.1f} s total, fine-tune {tune} s/MP per point, "
               f"decode {s['decode_mps_median']:.2f} MP/s, update <= {100 * s['update_share_max']:.2f}% of bundle")
 
 
@@ -295,11 +432,19 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(data.images), "pixels": data.pixels, "image_names": data.names,
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "environment": environment(),
         "settings": {k: getattr(args, k) for k in ("qualities", "other_qualities", "limit", "budget_seconds",
-                                                   "max_steps", "update", "device", "curves")},
+                                                   "max_steps", "update", "device", "curves", "archs", "alpha",
+                                                   "low_rate_bpp", "thesis", "thesis_quality")},
     }
     res["curves"] = run_sweep(args, data)
     res["bd"] = bd_summary(res["curves"])
-    res["codec"] = {k: codec_summary(c, data.pixels) for k, c in res["curves"].items() if k.startswith("gancodec")}
+    if any(k in res["curves"] for k in ("gancodec_sr2", "gancodec_sr4", "gancodec_auto")):
+        res["low_rate"] = low_rate_summary(res["curves"], args.low_rate_bpp)
+    if args.archs:
+        res["archs"] = arch_table(res, args.archs)
+    if args.thesis:
+        res["thesis"] = thesis_point(load_codec(), args, data)
+    res["codec"] = {k: codec_summary(c, data.pixels) for k, c in res["curves"].items()
+                    if k in CODEC_CURVES or k.startswith(ARCH_PREFIX)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")

@@ -181,6 +181,33 @@ def with_scale(cfg: GeneratorConfig, scale: int) -> GeneratorConfig:
     return replace(cfg, scale=scale)
 
 
+def macs_per_pixel(model: Generator, h: int = 64, w: int = 64) -> float:
+    """Multiply-accumulates per *output* pixel of one forward pass on an ``h x w`` input, counted
+    over convolutions, transposed convolutions and linear layers (the upsample is not counted)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            total += inp[0][0].numel() * (mod.out_channels // mod.groups) * k
+        elif isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            total += out[0].numel() * (mod.in_channels // mod.groups) * k
+        elif isinstance(mod, nn.Linear):
+            total += out[0].numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, h, w), torch.tensor([50.0]))
+    finally:
+        for hd in handles:
+            hd.remove()
+    return total / (h * w * model.scale**2)
+
+
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load weights strictly: missing/unexpected keys, wrong shapes or non-finite values raise."""
     own = model.state_dict()

@@ -1,4 +1,6 @@
-"""Quality metrics: RGB PSNR and MS-SSIM on ``(H, W, 3) uint8`` arrays (or float tensors)."""
+"""Quality metrics on ``(H, W, 3) uint8`` arrays: RGB PSNR, MS-SSIM, luma PSNR (for the SR
+literature's tables) and the source thesis's two similarity figures (histogram correlation,
+exact-pixel match rate)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,43 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """RGB PSNR in dB for 8-bit images (peak 255); 100 dB for identical images."""
     m = mse(a, b)
+    return 100.0 if m == 0 else 10.0 * math.log10(255.0**2 / m)
+
+
+def hist_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """OpenCV-style histogram correlation (``compareHist(..., HISTCMP_CORREL)``) of 256-bin
+    per-channel histograms, averaged over R, G, B; 1.0 for identical histograms."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    out = []
+    for c in range(a.shape[2]):
+        ha = np.bincount(a[..., c].ravel(), minlength=256).astype(np.float64)
+        hb = np.bincount(b[..., c].ravel(), minlength=256).astype(np.float64)
+        da, db = ha - ha.mean(), hb - hb.mean()
+        den = math.sqrt(float(np.sum(da * da) * np.sum(db * db)))
+        out.append(1.0 if den == 0 else float(np.sum(da * db)) / den)
+    return float(np.mean(out))
+
+
+def exact_match_rate(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels whose three 8-bit channels are all exactly equal."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    return float(np.mean(np.all(a == b, axis=-1)))
+
+
+def y_psnr(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
+    """PSNR of the BT.601 luma (Y of YCbCr, 16..235 range, as MATLAB's rgb2ycbcr and the SR
+    literature) with ``shave`` border pixels removed on every side."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    w = np.array([65.481, 128.553, 24.966]) / 255.0
+
+    def y(x: np.ndarray) -> np.ndarray:
+        v = 16.0 + x.astype(np.float64) @ w
+        return v[shave:-shave, shave:-shave] if shave else v
+
+    m = float(np.mean((y(a) - y(b)) ** 2))
     return 100.0 if m == 0 else 10.0 * math.log10(255.0**2 / m)
 
 

@@ -41,6 +41,10 @@ class FakeOptions:
     budget_seconds: float = 60.0
     max_steps: int | None = None
     device: str = "auto"
+    mode: str = "restore"
+    arch: str = "srvgg"
+    objective: str = "fidelity"
+    alpha: float = 1.0
 
 
 def fake_codec() -> bench.CodecApi:
@@ -87,7 +91,7 @@ def test_bench_all_curves_with_fake_codec(
     assert res["images"] == 3 and res["pixels"] == 3 * 64 * 48
     assert res["command"][:2] == ["gancodec", "bench"] and res["settings"]["budget_seconds"] == 1.0
     assert {"torch", "cpu", "cuda", "gpu"} <= set(res["environment"]) and res["date"]
-    assert set(res["curves"]) == set(bench.LABELS)
+    assert set(res["curves"]) == set(bench.DEFAULT_CURVES)
     for name, curve in res["curves"].items():
         if curve["available"]:
             assert len(curve["points"]) == len(curve["qualities"]) >= 4, name
@@ -151,3 +155,29 @@ def test_no_images_is_a_clear_error(
     rc, _, err = _run(["--data", str(folder), "--glob", "cbsd68_*", "--out", str(out)], capsys)
     assert rc == 2 and "no images" in err and str(folder) in err
     assert not out.exists()
+
+
+def test_bench_sr_curves_get_a_low_rate_summary(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+    api = fake_codec()
+    encode = api.encode_images
+
+    def spy(images: Any, opts: FakeOptions, progress: Any = None) -> Any:
+        seen.append(opts.mode)
+        return encode(images, opts, progress)
+
+    monkeypatch.setattr(bench, "load_codec", lambda: bench.CodecApi(FakeOptions, spy, api.decode_bundle))
+    out = tmp_path / "r.json"
+    argv = ["--data", str(tiny_dir), "--qualities", "1", "3", *QS, "--curves", "jpeg", "gancodec", "gancodec_sr2",
+            "gancodec_auto", "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim", "--low-rate-bpp", "5"]
+    rc, stdout, _ = _run(argv, capsys)
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert seen.count("sr2") == 6 and seen.count("auto") == 6 and seen.count("restore") == 6
+    low = res["low_rate"]
+    assert set(low["vs_restore"]) == {"gancodec_sr2", "gancodec_auto"} and low["max_bpp"] == 5
+    assert "BD vs gancodec restore at <= 5.0 bpp" in stdout
+    p = res["curves"]["gancodec_sr2"]["points"][0]
+    assert 0 <= p["exact_match"] <= 1 and -1 <= p["hist_corr"] <= 1
