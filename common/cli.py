@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .codec import ENCODE_MODES, OBJECTIVES, UPDATES, EncodeOptions, decode_bundle, encode_images
-from .generator import archs
 from .errors import CodecError
+from .generator import archs
 from .imageio import load_image, save_png
 from .progress import StageBars
 
