@@ -31,7 +31,7 @@ from .bdrate import bd_psnr, bd_rate, psnr_overlap
 from .errors import ImageError
 from .imageio import jpeg_decode, jpeg_encode, list_images, load_image
 from .metrics import exact_match_rate, hist_correlation, ms_ssim, psnr
-from .plot import rd_plot
+from .plot import crops_figure, rd_plot
 from .progress import Progress
 
 LABELS = {"jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressive", "webp": "WebP (method 6)",
@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--plot", default=None, help="RD plot PNG")
     p.add_argument("--json", action="store_true", help="print the results JSON instead of the table")
+    p.add_argument("--crops", default=None, metavar="PNG",
+                   help="side-by-side crops of the first image from every curve at the middle quality")
     return p
 
 
@@ -158,7 +160,8 @@ def baseline_point(name: str, q: int, data: ImageSet, msssim: bool) -> dict[str,
     t2 = time.perf_counter()
     nbytes = sum(len(f) for f in files)
     return {"quality": q, "bytes": nbytes, "bpp": nbytes * 8 / data.pixels,
-            **_scores(data.images, decoded, msssim), "encode_s": t1 - t0, "decode_s": t2 - t1}
+            **_scores(data.images, decoded, msssim), "encode_s": t1 - t0, "decode_s": t2 - t1,
+            "_first": decoded[0]}
 
 
 def _curve_spec(name: str) -> dict[str, Any]:
@@ -190,7 +193,8 @@ def codec_point(api: CodecApi, q: int, spec: dict[str, Any], args: argparse.Name
             **_scores(data.images, decoded.images, not args.no_ms_ssim), "parts": parts,
             "update_share": parts.get("update", 0) / total, "decision": summary.get("decision"),
             "finetune_s": summary.get("seconds", {}).get("finetune"), "encode_s": t1 - t0,
-            "decode_s": t2 - t1, "decode_mps": data.pixels / 1e6 / max(t2 - t1, 1e-9)}
+            "decode_s": t2 - t1, "decode_mps": data.pixels / 1e6 / max(t2 - t1, 1e-9),
+            "_first": decoded.images[0]}
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
@@ -201,7 +205,10 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
     return [(c, args.other_qualities if c in ("webp", "avif") else args.qualities) for c in wanted]
 
 
-def run_sweep(args: argparse.Namespace, data: ImageSet) -> dict[str, dict[str, Any]]:
+def run_sweep(args: argparse.Namespace, data: ImageSet,
+              firsts: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+    """Every curve's points. ``firsts`` collects the first image's reconstruction per curve at the
+    middle quality of its sweep (for ``--crops``)."""
     plan, api = _plan(args), None
     bar = Progress(sum(len(qs) for _, qs in plan), "bench")
     curves: dict[str, dict[str, Any]] = {}
@@ -224,6 +231,9 @@ def run_sweep(args: argparse.Namespace, data: ImageSet) -> dict[str, dict[str, A
                     bar.update(d, f"{at} {stage} {i}/{n}")
 
                 point = codec_point(api, q, _curve_spec(name), args, data, note)
+            first = point.pop("_first")
+            if firsts is not None and q == qs[len(qs) // 2]:
+                firsts[f"{curve['label']} q{q}, {8 * point['bytes'] / data.pixels:.3f} bpp"] = first
             curve["points"].append(point)
             done += 1
     bar.update(done, "done")
@@ -435,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "max_steps", "update", "device", "curves", "archs", "alpha",
                                                    "low_rate_bpp", "thesis", "thesis_quality")},
     }
-    res["curves"] = run_sweep(args, data)
+    firsts: dict[str, np.ndarray] = {}
+    res["curves"] = run_sweep(args, data, firsts)
     res["bd"] = bd_summary(res["curves"])
     if any(k in res["curves"] for k in ("gancodec_sr2", "gancodec_sr4", "gancodec_auto")):
         res["low_rate"] = low_rate_summary(res["curves"], args.low_rate_bpp)
@@ -453,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = res["bd"]["psnr_range"]
         where = folder.name if args.glob == "*" else f"{folder.name}/{args.glob}"
         rd_plot(curves, args.plot, f"Rate-distortion: {where}, {len(data.images)} images", yband=(lo, hi))
+    if args.crops:
+        crops_figure([("original", data.images[0]), *firsts.items()], args.crops,
+                     title=f"{data.names[0]}: centre crop, 3x nearest-neighbour zoom")
     if args.json:
         print(json.dumps(res, indent=1))
     else:

@@ -1,4 +1,4 @@
-"""Rate-distortion line charts drawn with Pillow alone (no matplotlib).
+"""Rate-distortion line charts and side-by-side crops, drawn with Pillow alone (no matplotlib).
 
 The chart is rendered at ``SUPERSAMPLE`` times its size and downscaled, which anti-aliases lines,
 markers and text.
@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 Point = tuple[float, float]
@@ -181,4 +182,41 @@ def rd_plot(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     c.img.resize(size, Image.Resampling.LANCZOS).save(out, format="PNG")
+    return out
+
+
+def crops_figure(
+    panels: Sequence[tuple[str, np.ndarray]], path: str | Path, *, box: tuple[int, int, int, int] | None = None,
+    zoom: int = 3, title: str = "",
+) -> Path:
+    """Side-by-side crops ``[(label, (H,W,3) uint8), ...]`` of the same image, each cut to ``box``
+    ``(x, y, w, h)`` (default: the centre 96x96) and enlarged ``zoom`` times with nearest neighbour
+    (so artefacts and texture stay visible), with a label under each."""
+    import numpy as np
+
+    if not panels:
+        raise ValueError("crops_figure needs at least one panel")
+    h0, w0 = panels[0][1].shape[:2]
+    if box is None:
+        side = min(96, h0, w0)
+        box = ((w0 - side) // 2, (h0 - side) // 2, side, side)
+    x, y, w, h = box
+    pad, label_h = 8, 26
+    top = 30 if title else 0
+    fig = Image.new("RGB", (len(panels) * (w * zoom + pad) + pad, h * zoom + label_h + 2 * pad + top), "white")
+    draw = ImageDraw.Draw(fig)
+    font = _font(14)
+    if title:
+        draw.text((pad, 8), title, fill="black", font=font)
+    for i, (label, rgb) in enumerate(panels):
+        if rgb.shape[:2] != (h0, w0):
+            raise ValueError(f"panel {label!r} is {rgb.shape[1]}x{rgb.shape[0]}, the first is {w0}x{h0}")
+        crop = Image.fromarray(np.ascontiguousarray(rgb[y : y + h, x : x + w])).resize(
+            (w * zoom, h * zoom), Image.Resampling.NEAREST)
+        left = pad + i * (w * zoom + pad)
+        fig.paste(crop, (left, top + pad))
+        draw.text((left, top + pad + h * zoom + 6), label, fill="black", font=font)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.save(out, format="PNG")
     return out

@@ -26,7 +26,7 @@ class CompactGenerator(Generator):
     supports_qcond = True
     defaults = {1: {"channels": 48, "blocks": 4, "unshuffle": 2},
                 2: {"channels": 48, "blocks": 4, "unshuffle": 1},
-                4: {"channels": 64, "blocks": 6, "unshuffle": 1}}
+                4: {"channels": 48, "blocks": 4, "unshuffle": 1}}
 
     def __init__(self, cfg: GeneratorConfig, *, train_form: bool = False) -> None:
         super().__init__(cfg, train_form=train_form)

@@ -171,7 +171,8 @@ def test_bench_sr_curves_get_a_low_rate_summary(
     monkeypatch.setattr(bench, "load_codec", lambda: bench.CodecApi(FakeOptions, spy, api.decode_bundle))
     out = tmp_path / "r.json"
     argv = ["--data", str(tiny_dir), "--qualities", "1", "3", *QS, "--curves", "jpeg", "gancodec", "gancodec_sr2",
-            "gancodec_auto", "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim", "--low-rate-bpp", "5"]
+            "gancodec_auto", "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim", "--low-rate-bpp", "5",
+            "--crops", str(tmp_path / "crops.png")]
     rc, stdout, _ = _run(argv, capsys)
     assert rc == 0
     res = json.loads(out.read_text())
@@ -181,3 +182,5 @@ def test_bench_sr_curves_get_a_low_rate_summary(
     assert "BD vs gancodec restore at <= 5.0 bpp" in stdout
     p = res["curves"]["gancodec_sr2"]["points"][0]
     assert 0 <= p["exact_match"] <= 1 and -1 <= p["hist_corr"] <= 1
+    with Image.open(tmp_path / "crops.png") as fig:  # original + one panel per curve
+        assert fig.width > 5 * 48
