@@ -52,6 +52,7 @@ def bundle_view(row: dict[str, Any], worker: ReconstructWorker) -> dict[str, Any
     for im in row["images"]:
         url = f"{base}/images/{quote(im['name'], safe='')}"
         images.append({**{k: im[k] for k in ("name", "width", "height", "jpeg_bytes", "png_bytes", "sender")},
+                       **{k: im.get(k) for k in ("jpeg_width", "jpeg_height", "scale")},  # None in older rows
                        "url": url, "jpeg_url": f"{url}?variant=jpeg"})
     return {
         **{k: row[k] for k in ("id", "status", "created", "updated", "size", "mode", "error")},
@@ -110,7 +111,8 @@ def get_bundle(row: Row, ctx: Ctx) -> dict[str, Any]:
             responses={404: {"description": "unknown image"}, 409: {"description": "not reconstructed yet"}})
 def get_image(row: Row, ctx: Ctx, name: Annotated[str, Path(max_length=256)],
               variant: Literal["png", "jpeg"] = "png") -> FileResponse:
-    """The reconstruction as PNG, or with ``?variant=jpeg`` the JPEG payload exactly as received."""
+    """The reconstruction as PNG (``width x height``), or with ``?variant=jpeg`` the JPEG payload exactly
+    as received (``jpeg_width x jpeg_height``: in sr2/sr4 bundles smaller than the image)."""
     match = [im for im in row["images"] if im["name"] == name]
     if not match:
         names = ", ".join(repr(im["name"]) for im in row["images"][:20])

@@ -15,8 +15,13 @@ class Accepted(BaseModel):
 
 class ImageOut(BaseModel):
     name: str
-    width: int
+    width: int = Field(description="the image (and reconstruction) size")
     height: int
+    jpeg_width: int | None = Field(None, description="the received JPEG's size: smaller than the image "
+                                   "where an sr2/sr4 generator upsamples it (null for bundles stored before)")
+    jpeg_height: int | None = None
+    scale: int | None = Field(None, description="upsampling factor applied to this image's JPEG "
+                              "(1: restore, or no generator; 2/4: sr2/sr4)")
     jpeg_bytes: int
     png_bytes: int | None = Field(description="size of the stored reconstruction; null until reconstructed")
     sender: dict[str, Any] = Field(description="the sender's figures: quality, psnr, psnr_payload, ...")

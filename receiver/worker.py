@@ -106,6 +106,11 @@ class ReconstructWorker:
         folder = self.store.bundle_dir(bid)
         images = row["images"]
         for im, rgb in zip(images, decoded.images, strict=True):
+            if rgb.shape != (im["height"], im["width"], 3):  # sr2/sr4: the output is the original size
+                self._finish(bid, "failed", f"image {im['name']!r}: reconstruction is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                            f"expected {im['width']}x{im['height']}")
+                return
+        for im, rgb in zip(images, decoded.images, strict=True):
             path = folder / f"{im['index']:03d}.png"
             save_png(rgb, path)
             im["png_bytes"] = path.stat().st_size

@@ -20,7 +20,7 @@ from .progress import ProgressBoard
 from .schemas import Accepted, Health, Transfer, TransferList
 from .settings import SenderSettings
 from .store import TERMINAL, TransferStore
-from .uploads import parse_options, read_form, stage_transfer, upload_files
+from .uploads import MODES, OBJECTIVES, UPDATES, parse_options, read_form, stage_transfer, upload_files
 from .worker import TransferWorker
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,23 @@ _UPLOAD_DOC = {
                 "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                 "match_jpeg": {"type": "integer", "minimum": 1, "maximum": 100, "default": 75},
                 "quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                "mode": {"type": "string", "default": "restore"},
-                "update": {"type": "string", "enum": ["auto", "none", "delta", "full"]},
-                "budget_seconds": {"type": "number", "exclusiveMinimum": 0},
-                "max_steps": {"type": "integer", "minimum": 1},
+                "mode": {"type": "string", "enum": list(MODES), "default": "restore",
+                         "description": "sr2/sr4: the JPEG is downsampled 2x/4x and the generator upsamples it; "
+                                        "auto: the cheapest mode for the set"},
+                "update": {"type": "string", "enum": list(UPDATES), "default": "auto"},
+                "budget_seconds": {"type": "number", "minimum": 0},
+                "max_steps": {"type": "integer", "minimum": 0},
                 "seed": {"type": "integer", "minimum": 0},
+                "arch": {"type": "string", "default": "srvgg",
+                         "description": "generator architecture (common.generator.archs()); "
+                                        "an unknown name gets a 422 listing the known ones"},
+                "channels": {"type": "integer", "minimum": 1,
+                             "description": "generator width override; without a shipped base needs update=full"},
+                "blocks": {"type": "integer", "minimum": 0,
+                           "description": "generator depth override; without a shipped base needs update=full"},
+                "objective": {"type": "string", "enum": list(OBJECTIVES), "default": "fidelity"},
+                "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 1,
+                          "description": "perceptual only: 0 = base generator, 1 = fully perceptual"},
                 "receiver_url": {"type": "string", "format": "uri"},
             },
         }}},

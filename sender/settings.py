@@ -60,6 +60,9 @@ class SenderSettings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=16)
     delivery_workers: int = Field(default=2, ge=1, le=16)
     device: str = "auto"
+    # Perceptual objective: VGG19 features (.safetensors) for the content loss. A path on this
+    # server, set by its operator only; clients choose objective=perceptual, never a file.
+    vgg_weights: Path | None = None
     delivery_deadline_seconds: float = Field(default=3600.0, gt=0)
     delivery_backoff_seconds: float = Field(default=0.5, gt=0)
     delivery_backoff_max_seconds: float = Field(default=60.0, gt=0)
@@ -72,6 +75,18 @@ class SenderSettings(BaseSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         webhook_url(v)
+        return v
+
+    @field_validator("vgg_weights", mode="before")
+    @classmethod
+    def _vgg_unset(cls, v: object) -> object:
+        return None if v == "" else v  # SENDER_VGG_WEIGHTS= (empty) means unset
+
+    @field_validator("vgg_weights")
+    @classmethod
+    def _vgg(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"SENDER_VGG_WEIGHTS={str(v)!r} is not a file (a VGG19 .safetensors is expected)")
         return v
 
     @model_validator(mode="after")

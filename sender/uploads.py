@@ -13,7 +13,7 @@ import re
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -28,20 +28,33 @@ from common.imageio import load_image
 from .settings import SenderSettings, webhook_url
 from .store import TransferStore, fsync_dir
 
+if TYPE_CHECKING:
+    from common.codec import EncodeOptions
+
 log = logging.getLogger(__name__)
 
-MODES = ("jpeg", "restore")
+MODES = ("jpeg", "restore", "sr2", "sr4", "auto")  # for the OpenAPI text; validation asks the codec
 UPDATES = ("auto", "none", "delta", "full")
-FORM_FIELDS = ("files", "match_jpeg", "quality", "mode", "update", "budget_seconds", "max_steps", "seed",
-               "receiver_url")
+OBJECTIVES = ("fidelity", "perceptual")
+# The encode options a client may set. Server-side paths (vgg_weights) and base names are not among
+# them: the VGG file comes from SENDER_VGG_WEIGHTS, the base from the mode and arch.
+OPTION_FIELDS = ("match_jpeg", "quality", "mode", "update", "budget_seconds", "max_steps", "seed", "arch",
+                 "channels", "blocks", "objective", "alpha")
+FORM_FIELDS = ("files", *OPTION_FIELDS, "receiver_url")
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def supported_modes() -> tuple[str, ...]:
-    from common import codec
+    from common.codec import ENCODE_MODES
 
-    return tuple(getattr(codec, "ENCODE_MODES", MODES))
+    return tuple(ENCODE_MODES)
+
+
+def known_archs() -> tuple[str, ...]:
+    from common.generator import archs
+
+    return archs()
 
 
 class TransferOptions(BaseModel):
@@ -56,6 +69,12 @@ class TransferOptions(BaseModel):
     budget_seconds: float | None = Field(default=None, ge=0)
     max_steps: int | None = Field(default=None, ge=0, le=1_000_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    arch: str = "srvgg"
+    # Coarse bounds here; each architecture's own ranges are checked by check_plannable.
+    channels: int | None = Field(default=None, ge=1, le=1024)
+    blocks: int | None = Field(default=None, ge=0, le=256)
+    objective: str = "fidelity"
+    alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
 
     @field_validator("mode")
     @classmethod
@@ -70,6 +89,21 @@ class TransferOptions(BaseModel):
     def _update(cls, v: str) -> str:
         if v not in UPDATES:
             raise ValueError(f"must be one of {', '.join(UPDATES)}")
+        return v
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        names = known_archs()
+        if v not in names:
+            raise ValueError(f"unknown generator arch {v[:40]!r}; known: {', '.join(names)}")
+        return v
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: str) -> str:
+        if v not in OBJECTIVES:
+            raise ValueError(f"must be one of {', '.join(OBJECTIVES)}")
         return v
 
 
@@ -127,13 +161,18 @@ async def read_form(request: Request, settings: SenderSettings) -> FormData:
 
 
 def parse_options(form: FormData, settings: SenderSettings) -> tuple[dict[str, Any], str]:
-    """Validated encode options (JSON-able) and the receiver URL, or a 422 naming the field."""
+    """Validated encode options (JSON-able) and the receiver URL, or a 422 naming the field.
+
+    The options returned are stored with the transfer, shown in its status and passed to
+    ``common.codec.EncodeOptions`` as they are (the worker adds only ``device`` and, for the
+    perceptual objective, the server's ``SENDER_VGG_WEIGHTS``).
+    """
     for key in form:
         if key not in FORM_FIELDS:
             raise HTTPException(422, f"unknown form field {key!r}; expected one of {', '.join(FORM_FIELDS)}")
         if key != "files" and len(form.getlist(key)) > 1:
             raise HTTPException(422, f"form field {key!r} is given more than once")
-    raw = {k: v for k, v in form.items() if k not in ("files", "receiver_url") and isinstance(v, str) and v != ""}
+    raw = {k: v for k, v in form.items() if k in OPTION_FIELDS and isinstance(v, str) and v != ""}
     try:
         opts = TransferOptions.model_validate(raw)
     except ValidationError as e:
@@ -149,18 +188,45 @@ def parse_options(form: FormData, settings: SenderSettings) -> tuple[dict[str, A
         raise HTTPException(
             422, f"budget_seconds {opts.budget_seconds:g} is over the limit of {settings.max_budget_seconds:g}"
         )
+    if opts.alpha is not None and opts.objective != "perceptual":
+        raise HTTPException(422, "alpha applies only to objective=perceptual")
+    if opts.alpha is None:
+        opts.alpha = 1.0
     from common.codec import EncodeOptions
 
-    EncodeOptions(**opts.model_dump()).check()  # the codec's own rules (OptionsError → 422)
+    options = opts.model_dump()
+    encode = EncodeOptions(**options)
+    encode.check()  # the codec's own rules (OptionsError, UnknownArchError → 422)
+    check_plannable(encode)
     url = form.get("receiver_url")
     if isinstance(url, str) and url:
         if not settings.allow_receiver_override:
             raise HTTPException(422, "receiver_url is fixed by the sender's configuration on this server")
         try:
-            return opts.model_dump(), webhook_url(url)
+            return options, webhook_url(url)
         except ValueError as e:
             raise HTTPException(422, f"receiver_url: {e}") from None
-    return opts.model_dump(), webhook_url(settings.receiver_url)
+    return options, webhook_url(settings.receiver_url)
+
+
+def check_plannable(opts: EncodeOptions) -> None:
+    """422 now for arch/channels/blocks the codec would refuse only after the upload is queued:
+    widths or depths outside the architecture's range, or a config with no shipped base weights
+    without ``update=full``. ``auto`` needs one mode that works; ``jpeg`` uses no generator."""
+    from common.errors import CodecError
+    from common.planner import MODE_SCALE, resolve_base
+
+    modes = [] if opts.mode == "jpeg" else list(MODE_SCALE) if opts.mode == "auto" else [opts.mode]
+    problems = []
+    for mode in modes:
+        try:
+            resolve_base(opts, mode)
+            return
+        except CodecError as e:
+            problems.append(f"{mode}: {e}" if opts.mode == "auto" else str(e))
+    if problems:
+        raise HTTPException(422, ("no mode can run these options; " if opts.mode == "auto" else "")
+                            + "; ".join(problems).replace("--update full", "update=full"))
 
 
 def upload_files(form: FormData, settings: SenderSettings) -> list[UploadFile]:

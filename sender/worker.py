@@ -108,6 +108,14 @@ class TransferWorker:
 
     # -- encoding ---------------------------------------------------------------------------
 
+    def encode_options(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """The stored (client) options plus what only the server decides: the VGG19 file of the
+        perceptual objective comes from SENDER_VGG_WEIGHTS, never from a stored option."""
+        options = {k: v for k, v in stored.items() if k not in ("vgg_weights", "base", "device")}
+        if options.get("objective") == "perceptual" and self.settings.vgg_weights is not None:
+            options["vgg_weights"] = str(self.settings.vgg_weights)
+        return options
+
     def _encode(self, tid: str) -> None:
         job = self.store.get(tid)
         if job is None or job["status"] != "queued":
@@ -130,10 +138,14 @@ class TransferWorker:
         try:
             images = [(im["name"], load_image(Path(folder, im["file"]), max_pixels=self.settings.max_pixels))
                       for im in job["images"]]
-            result = run_encode(images, job["options"], self.settings.device, progress)
+            result = run_encode(images, self.encode_options(job["options"]), self.settings.device, progress)
         except CodecError as e:
             log.warning("transfer=%s failed: %s", tid, e)
-            self._safe_fail(tid, str(e))
+            from common.perceptual import VGGWeightsError  # (torch is imported by now)
+
+            # The VGG file is the operator's: its path stays in the log, out of the client's view.
+            self._safe_fail(tid, "the sender's SENDER_VGG_WEIGHTS file cannot be used (see the sender's log)"
+                            if isinstance(e, VGGWeightsError) else str(e))
             return
         if self.stop_event.is_set():
             raise Stopped

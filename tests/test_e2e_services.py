@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from common.imageio import jpeg_decode, load_image
 from common.metrics import psnr
 from common.sendcli import send_main
 from common.webhooks import signed_headers
+from common.weights import WEIGHTS_DIR
 from receiver.app import create_app as receiver_app
 from receiver.settings import ReceiverSettings
 from sender.app import create_app as sender_app
@@ -70,6 +72,26 @@ def image_folder(root: Path) -> Path:
     return folder
 
 
+def smooth_image(w: int, h: int, seed: int) -> np.ndarray:
+    """Low-frequency content, where a 2x/4x smaller JPEG plus the sr generator beats a full-size one
+    at the same quality (so the sr path is taken without depending on how good the sr weights are)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = np.stack([128 + 90 * np.sin(x / 9 + seed) * np.cos(y / 11), 128 + 80 * np.cos((x + y) / 13 + seed),
+                    60 + 2 * x + y], -1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+# Odd sizes on purpose: sr2/sr4 payloads are ceil(h/s) x ceil(w/s) and the output is cropped back.
+SR_ORIGINALS = {"odd-a": smooth_image(37, 29, 0), "odd-b": smooth_image(50, 41, 1)}
+
+
+def post_images(sender: ServerThread, images: dict[str, np.ndarray], **data: str) -> str:
+    files = [("files", (f"{name}.png", png_bytes(rgb), "image/png")) for name, rgb in images.items()]
+    r = httpx.post(f"{sender.url}/v1/transfers", files=files, data=data, timeout=30)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
 def post_folder(sender: ServerThread, folder: Path, **data: str) -> str:
     files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(folder.iterdir())]
     r = httpx.post(f"{sender.url}/v1/transfers", files=files, data=data, timeout=30)
@@ -81,21 +103,30 @@ def transfer(pair: Pair, tid: str) -> dict[str, Any]:
     return get_json(f"{pair.sender.url}/v1/transfers/{tid}")
 
 
-def check_reconstructions(pair: Pair, result: dict[str, Any]) -> dict[str, Any]:
-    """The receiver's PNGs reach exactly the PSNR the sender reported; its JPEGs are the payloads."""
+def check_reconstructions(pair: Pair, result: dict[str, Any],
+                          originals: dict[str, np.ndarray] = ORIGINALS) -> dict[str, Any]:
+    """The receiver's PNGs have the originals' size and reach exactly the PSNR the sender reported;
+    its JPEGs are the payloads (in sr2/sr4 bundles ceil(h/s) x ceil(w/s) where the generator runs)."""
     bid = result["bundle_id"]
     b = wait_for(lambda: get_json(f"{pair.receiver.url}/v1/bundles/{bid}"),
                  lambda j: j["status"] in ("reconstructed", "failed"))
     assert b["status"] == "reconstructed", b
     sent = {im["name"]: im for im in result["images"]}
-    assert sorted(im["name"] for im in b["images"]) == sorted(ORIGINALS) == sorted(sent)
+    assert sorted(im["name"] for im in b["images"]) == sorted(originals) == sorted(sent)
+    scale = {"sr2": 2, "sr4": 4}.get(b["mode"], 1)
     for im in b["images"]:
-        original = ORIGINALS[im["name"]]
-        png = httpx.get(pair.receiver.url + im["url"]).content
-        assert psnr(original, decode_png(png)) == pytest.approx(sent[im["name"]]["psnr"], abs=1e-9)
+        original = originals[im["name"]]
+        h, w = original.shape[:2]
+        png = decode_png(httpx.get(pair.receiver.url + im["url"]).content)
+        assert png.shape == original.shape and (im["width"], im["height"]) == (w, h)
+        assert psnr(original, png) == pytest.approx(sent[im["name"]]["psnr"], abs=1e-9)
         jpeg = httpx.get(pair.receiver.url + im["jpeg_url"]).content
         assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) == sent[im["name"]]["jpeg_bytes"]
-        assert psnr(original, jpeg_decode(jpeg)) == pytest.approx(sent[im["name"]]["psnr_payload"], abs=1e-9)
+        s = scale if sent[im["name"]]["generator"] else 1
+        assert im["scale"] == s and jpeg_decode(jpeg).shape == (-(-h // s), -(-w // s), 3) == (
+            im["jpeg_height"], im["jpeg_width"], 3)
+        if s == 1:  # (the summary's psnr_payload is the full-size JPEG's at the same quality)
+            assert psnr(original, jpeg_decode(jpeg)) == pytest.approx(sent[im["name"]]["psnr_payload"], abs=1e-9)
     return b
 
 
@@ -148,6 +179,10 @@ def test_bad_inputs_change_nothing(pair: Pair, delivered: dict[str, Any]) -> Non
         ([("files", ("big.png", png_bytes(tiny_image(1, 80, 60))))], {}, 413, "big.png: image is 80x60 = 4800 pixels"),
         ([("files", ("a.png", good))], {"quality": "0"}, 422, "quality: Input should be greater than or equal to 1"),
         ([("files", ("a.png", good))], {"colour": "red"}, 422, "unknown form field 'colour'"),
+        ([("files", ("a.png", good))], {"arch": "nope"}, 422, "unknown generator arch 'nope'; known: srvgg"),
+        ([("files", ("a.png", good))], {"objective": "perceptual", "alpha": "2"}, 422, "alpha: Input should be less"),
+        ([("files", ("a.png", good))], {"objective": "perceptual", "vgg_weights": "/etc/passwd"}, 422,
+         "unknown form field 'vgg_weights'"),
     ]
     for files, data, status, message in sender_cases:
         r = httpx.post(f"{pair.sender.url}/v1/transfers", files=files, data=data)
@@ -179,6 +214,39 @@ def test_redelivery_is_idempotent(pair: Pair, delivered: dict[str, Any]) -> None
     assert tree_files(pair.receiver_dir) == before
     listing = get_json(f"{pair.receiver.url}/v1/bundles")
     assert [b["id"] for b in listing["bundles"]].count(bid) == 1
+
+
+SR_CASES = {
+    # A perceptual fine-tune on a tiny budget, at fixed quality (its PSNR-priced rule would refuse it).
+    "sr2-perceptual": {"mode": "sr2", "quality": "30", "objective": "perceptual", "alpha": "0.5",
+                       "budget_seconds": "1", "arch": "srvgg"},
+    "sr4": {"mode": "sr4", "quality": "30", "budget_seconds": "1"},
+    "auto": {"mode": "auto", "quality": "30", "update": "none"},
+}
+
+
+@pytest.mark.parametrize("case", list(SR_CASES))
+def test_sr_and_auto_round_trip_at_odd_sizes(pair: Pair, case: str) -> None:
+    form = SR_CASES[case]
+    if form["mode"] != "auto" and not (WEIGHTS_DIR / f"{form['mode']}-v1.safetensors").exists():
+        pytest.skip(f"no shipped {form['mode']}-v1 base in {WEIGHTS_DIR} (still being trained?)")
+    tid = post_images(pair.sender, SR_ORIGINALS, **form)
+    j = wait_for(lambda: transfer(pair, tid), lambda j: j["status"] in ("delivered", "failed"))
+    assert j["status"] == "delivered", j
+    assert {k: str(j["options"][k]) for k in form if k not in ("alpha", "budget_seconds")} == {
+        k: v for k, v in form.items() if k not in ("alpha", "budget_seconds")}
+    result = j["result"]
+    b = check_reconstructions(pair, result, SR_ORIGINALS)
+    assert b["mode"] == result["mode"]
+    decision = result["decision"]
+    if form["mode"] == "auto":
+        assert decision["mode"] in ("restore", "sr2", "sr4") and set(decision["modes"]) <= {"restore", "sr2", "sr4"}
+    else:
+        assert decision["mode"] == form["mode"]
+        # Smooth images: at least one goes through the generator from a smaller JPEG.
+        assert b["mode"] == form["mode"] and any(im["scale"] > 1 for im in b["images"]), b
+    if form.get("objective") == "perceptual":
+        assert j["options"]["alpha"] == 0.5 and decision["finetune"]["objective"] == "perceptual"
 
 
 @pytest.mark.slow

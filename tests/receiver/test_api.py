@@ -52,7 +52,8 @@ def test_accepts_reconstructs_and_serves(client: TestClient, restore_bundle: byt
         jpg = client.get(im["jpeg_url"])
         assert jpg.headers["content-type"] == "image/jpeg"
         assert jpg.content == payload.jpeg  # plain JPEG recoverable, byte for byte
-        assert jpeg_decode(jpg.content).shape == (im["height"], im["width"], 3)
+        assert jpeg_decode(jpg.content).shape == (im["jpeg_height"], im["jpeg_width"], 3) == (im["height"], im["width"], 3)
+        assert im["scale"] == 1  # restore: the JPEG is the image's size
         assert im["sender"]["psnr"] == payload.info["pr"]
     listing = client.get("/v1/bundles").json()
     assert listing["total"] == 1 and listing["bundles"][0]["id"] == bid

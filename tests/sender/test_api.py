@@ -18,8 +18,8 @@ from PIL import Image
 import sender.worker
 from sender.app import create_app
 from sender.settings import SenderSettings
-from sender.uploads import sanitise_names
-from tests.sender.servers import SECRET, free_port, png_bytes, tiny_image, tree_files
+from sender.uploads import MODES, sanitise_names
+from tests.sender.servers import SECRET, free_port, one_torch_thread, png_bytes, tiny_image, tree_files
 
 PNG = png_bytes(tiny_image(1))
 
@@ -32,9 +32,11 @@ class FakeCodec:
         self.release.set()
         self.training = threading.Event()
         self.calls: list[list[str]] = []
+        self.options: list[dict[str, Any]] = []
 
     def __call__(self, images: list[tuple[str, Any]], options: dict[str, Any], device: str, progress: Any) -> Any:
         self.calls.append([n for n, _ in images])
+        self.options.append(dict(options))
         progress("encoding", 0, 1)
         progress("training", 3, 10)
         self.training.set()
@@ -163,7 +165,32 @@ BAD = [
     ("both qualities", [("a.png", PNG)], {"quality": "50", "match_jpeg": "75"}, 422, "either match_jpeg or quality"),
     ("quality out of range", [("a.png", PNG)], {"quality": "101"}, 422, "quality: Input should be less than"),
     ("quality not a number", [("a.png", PNG)], {"quality": "high"}, 422, "quality: Input should be a valid integer"),
-    ("unknown mode", [("a.png", PNG)], {"mode": "sr9"}, 422, "mode: Value error, must be one of"),
+    ("unknown mode", [("a.png", PNG)], {"mode": "sr9"}, 422, "mode: Value error, must be one of jpeg, restore, sr2"),
+    ("unknown arch", [("a.png", PNG)], {"arch": "vgg19"}, 422, "arch: Value error, unknown generator arch 'vgg19'; known: srvgg"),
+    ("unknown objective", [("a.png", PNG)], {"objective": "pretty"}, 422,
+     "objective: Value error, must be one of fidelity, perceptual"),
+    ("alpha over 1", [("a.png", PNG)], {"objective": "perceptual", "alpha": "1.5"}, 422,
+     "alpha: Input should be less than or equal to 1"),
+    ("alpha under 0", [("a.png", PNG)], {"objective": "perceptual", "alpha": "-0.1"}, 422,
+     "alpha: Input should be greater than or equal to 0"),
+    ("alpha not finite", [("a.png", PNG)], {"objective": "perceptual", "alpha": "nan"}, 422,
+     "alpha: Input should be a finite number"),
+    ("alpha without perceptual", [("a.png", PNG)], {"alpha": "0.5"}, 422, "alpha applies only to objective=perceptual"),
+    ("channels not a number", [("a.png", PNG)], {"channels": "wide"}, 422, "channels: Input should be a valid integer"),
+    ("blocks negative", [("a.png", PNG)], {"blocks": "-1"}, 422, "blocks: Input should be greater than or equal to 0"),
+    ("channels outside the arch", [("a.png", PNG)], {"arch": "unet", "channels": "100", "update": "full"}, 422,
+     "generator channels=100 is outside 4..64"),
+    # (5 channels: a width no shipped base has, whichever bases get trained later)
+    ("width without a base", [("a.png", PNG)], {"channels": "5"}, 422, "only update=full can send it"),
+    ("arch without a base", [("a.png", PNG)], {"arch": "unet", "channels": "5", "mode": "sr2"}, 422,
+     "only update=full can send it"),
+    ("auto without any base", [("a.png", PNG)], {"arch": "srcnn", "channels": "9", "mode": "auto"}, 422,
+     "no mode can run these options; restore: no shipped base"),
+    # Server-side paths and base names are not options a client can set.
+    ("vgg path", [("a.png", PNG)], {"objective": "perceptual", "vgg_weights": "/etc/passwd"}, 422,
+     "unknown form field 'vgg_weights'"),
+    ("base name", [("a.png", PNG)], {"base": "restore-v1"}, 422, "unknown form field 'base'"),
+    ("device", [("a.png", PNG)], {"device": "cuda"}, 422, "unknown form field 'device'"),
     ("budget over limit", [("a.png", PNG)], {"budget_seconds": "99999"}, 422, "budget_seconds 99999 is over"),
     ("bad receiver url", [("a.png", PNG)], {"receiver_url": "file:///etc"}, 422, "receiver_url: receiver URL must"),
 ]
@@ -211,3 +238,79 @@ def test_size_limit_holds_without_content_length(settings: SenderSettings, codec
                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
         assert r.status_code == 413 and r.json()["detail"] == "request body is over the limit of 200000 bytes"
         assert tree_files(settings.data_dir) == before
+
+
+def test_mode_list_is_the_codecs() -> None:
+    from common.codec import ENCODE_MODES
+
+    assert MODES == ENCODE_MODES  # the OpenAPI enum names exactly what validation accepts
+
+
+@pytest.mark.parametrize("mode", ["jpeg", "restore", "sr2", "sr4", "auto"])
+def test_every_mode_is_accepted(client: TestClient, codec: FakeCodec, mode: str) -> None:
+    r = upload(client, [("a.png", PNG)], mode=mode, quality="30", update="full")  # (full: needs no shipped base)
+    assert r.status_code == 202, r.text
+    j = wait_status(client, r.json()["id"], ("failed", "delivered"))
+    assert j["options"]["mode"] == mode and codec.options[0]["mode"] == mode
+
+
+def test_new_options_are_stored_shown_and_passed(client: TestClient, codec: FakeCodec) -> None:
+    form = {"mode": "sr4", "arch": "srcnn", "channels": "16", "blocks": "2", "update": "full",
+            "objective": "perceptual", "alpha": "0.25", "quality": "30", "budget_seconds": "1"}
+    r = upload(client, [("a.png", PNG)], **form)
+    assert r.status_code == 202, r.text
+    j = wait_status(client, r.json()["id"], ("failed", "delivered"))
+    want = {"match_jpeg": None, "quality": 30, "mode": "sr4", "update": "full", "budget_seconds": 1.0,
+            "max_steps": None, "seed": 0, "arch": "srcnn", "channels": 16, "blocks": 2,
+            "objective": "perceptual", "alpha": 0.25}
+    assert j["options"] == want
+    assert codec.options == [want]  # SENDER_VGG_WEIGHTS unset: no VGG file is passed
+    assert client.get("/v1/transfers").json()["transfers"][0]["options"] == want
+    from common.codec import EncodeOptions
+
+    EncodeOptions(**codec.options[0]).check()  # exactly what the codec takes
+
+
+def test_defaults_of_the_new_options(client: TestClient, codec: FakeCodec) -> None:
+    tid = upload(client, [("a.png", PNG)]).json()["id"]
+    j = wait_status(client, tid, ("failed", "delivered"))
+    assert {k: j["options"][k] for k in ("mode", "arch", "channels", "blocks", "objective", "alpha")} == {
+        "mode": "restore", "arch": "srvgg", "channels": None, "blocks": None, "objective": "fidelity", "alpha": 1.0}
+
+
+def test_unknown_arch_names_the_known_ones(client: TestClient) -> None:
+    from common.generator import archs
+
+    detail = upload(client, [("a.png", PNG)], arch="nope").json()["detail"]
+    assert len(archs()) > 1 and all(name in detail for name in archs()), detail
+
+
+def test_vgg_weights_come_from_the_server_setting(tmp_path: Path, settings: SenderSettings, codec: FakeCodec) -> None:
+    vgg = tmp_path / "vgg19.safetensors"
+    vgg.write_bytes(b"stand-in: the fake codec never reads it")
+    with TestClient(create_app(settings.model_copy(update={"vgg_weights": vgg}))) as c:
+        perceptual = upload(c, [("a.png", PNG)], objective="perceptual", quality="30").json()["id"]
+        fidelity = upload(c, [("a.png", PNG)], quality="30").json()["id"]
+        views = [wait_status(c, tid, ("failed", "delivered")) for tid in (perceptual, fidelity)]
+        raw = c.get(f"/v1/transfers/{perceptual}").text
+    assert [o.get("vgg_weights") for o in codec.options] == [str(vgg), None]
+    assert all("vgg_weights" not in v["options"] for v in views) and str(vgg) not in raw  # never shown
+
+
+def test_openapi_documents_the_options(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/v1/transfers"]["post"]["requestBody"]
+    props = body["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"mode", "arch", "channels", "blocks", "objective", "alpha"} <= set(props)
+    assert props["mode"]["enum"] == list(MODES) and "vgg_weights" not in props and "base" not in props
+
+
+def test_a_bad_vgg_file_fails_the_transfer_without_showing_its_path(tmp_path: Path, settings: SenderSettings) -> None:
+    vgg = tmp_path / "secret-dir" / "vgg19.pth"
+    vgg.parent.mkdir()
+    vgg.write_bytes(b"PK\x03\x04 a torch.save archive: refused unread")
+    with one_torch_thread(), TestClient(create_app(settings.model_copy(update={"vgg_weights": vgg}))) as c:
+        tid = upload(c, [("a.png", PNG)], objective="perceptual", quality="30", budget_seconds="1").json()["id"]
+        j = wait_status(c, tid, ("failed", "delivered", "delivering"))
+        raw = c.get(f"/v1/transfers/{tid}").text
+    assert j["status"] == "failed" and "SENDER_VGG_WEIGHTS file cannot be used" in j["error"]
+    assert "secret-dir" not in raw and "vgg19.pth" not in raw

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -87,3 +89,18 @@ def test_start_commands_refuse_without_secret(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert "refusing to start: SENDER_SECRET is not set" in err
     assert "refusing to start: RECEIVER_SECRET is not set" in err
+
+
+def test_vgg_weights_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SENDER_SECRET", SECRET)
+    assert SenderSettings().vgg_weights is None  # optional: perceptual then uses discriminator features
+    monkeypatch.setenv("SENDER_VGG_WEIGHTS", "")
+    assert SenderSettings().vgg_weights is None  # empty means unset
+    vgg = tmp_path / "vgg19.safetensors"
+    vgg.write_bytes(b"x")
+    monkeypatch.setenv("SENDER_VGG_WEIGHTS", str(vgg))
+    assert SenderSettings().vgg_weights == vgg
+    for bad in (tmp_path / "missing.safetensors", tmp_path):
+        monkeypatch.setenv("SENDER_VGG_WEIGHTS", str(bad))
+        with pytest.raises(ValidationError, match="SENDER_VGG_WEIGHTS=.* is not a file"):
+            SenderSettings()
