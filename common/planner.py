@@ -141,7 +141,7 @@ def _plan(ctx: _Ctx, kind: str, mode: str, model: Generator | None, tag: int, gu
         qs.append(q)
         gs.append(g)
         ps.append(im.score(model if g else None, tag if g else 0, q))
-        pp.append(im.score(None, 0, q))
+        pp.append(im.payload_psnr(q, s if g else 1))
     if ctx.progress is not None:
         ctx.progress(f"plan:{kind}", n, n)
     return Plan(kind, mode if any(gs) else "jpeg", s, imgs, qs, gs, ps, pp, ctx.targets, ctx.ref_bytes)
@@ -342,6 +342,8 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
                 sha_out = None
     ctx.lam = lam
     chosen = _pick(plans, opts, ctx, mode)
+    if not any(chosen.gs):  # no image runs the generator: that is the plain JPEG plan, say so
+        chosen = plans["jpeg"]
     decision.update({
         "chosen": chosen.kind, "lambda_bytes_per_db": round(lam, 1),
         "candidates": {k: {"total_bytes": p.total, "update_bytes": len(p.update_bytes),

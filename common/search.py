@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 
 from .generator import Generator
 from .imageio import downsample, jpeg_decode, jpeg_encode, pad_to_multiple
@@ -54,6 +55,15 @@ class SetImage:
         """Bytes and PSNR of Pillow's default JPEG at ``q`` (the thing users compare against)."""
         data = jpeg_encode(self.rgb, q, optimize=False, progressive=False)
         return len(data), psnr(jpeg_decode(data), self.rgb)
+
+    def payload_psnr(self, q: int, s: int = 1) -> float:
+        """PSNR of the payload as a plain viewer would show it (bicubic-enlarged when ``s`` > 1)."""
+        if s == 1:
+            return self.score(None, 0, q)
+        h, w = self.rgb.shape[:2]
+        small = Image.fromarray(self.payload(q, s)[1])
+        big = np.asarray(small.resize((small.width * s, small.height * s), Image.Resampling.BICUBIC))
+        return psnr(big[:h, :w], self.rgb)
 
     def score(self, model: Generator | None, tag: int, q: int) -> float:
         """PSNR at payload quality ``q`` of the full-size JPEG (model None) or of ``model``'s output

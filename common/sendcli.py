@@ -32,7 +32,12 @@ def build_parser(prog: str = "gancodec send") -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--match-jpeg", type=int, metavar="Q", help="match plain JPEG at quality Q (default 75)")
     q.add_argument("--quality", type=int, metavar="Q", help="fixed payload JPEG quality")
-    p.add_argument("--mode", help="codec mode: jpeg | restore (default restore)")
+    p.add_argument("--mode", help="codec mode: restore | sr2 | sr4 | auto | jpeg (default restore)")
+    p.add_argument("--arch", help="generator architecture (default srvgg)")
+    p.add_argument("--channels", type=int, help="generator width (no shipped base: needs --update full)")
+    p.add_argument("--blocks", type=int, help="generator depth (same rule)")
+    p.add_argument("--objective", help="fidelity | perceptual (default fidelity)")
+    p.add_argument("--alpha", type=float, help="perceptual: base (0) .. perceptual generator (1)")
     p.add_argument("--update", help="auto | none | delta | full (default auto)")
     p.add_argument("--budget-seconds", type=float, metavar="S", help="fine-tune time budget")
     p.add_argument("--receiver-url", help="deliver to this receiver instead of the sender's default")
@@ -49,7 +54,8 @@ def send_main(argv: list[str] | None = None) -> int:
         print(f"error: no images (png, jpg, bmp, webp, tif) in {args.folder}", file=sys.stderr)
         return 2
     fields = {"match_jpeg": args.match_jpeg, "quality": args.quality, "mode": args.mode, "update": args.update,
-              "budget_seconds": args.budget_seconds, "receiver_url": args.receiver_url}
+              "budget_seconds": args.budget_seconds, "receiver_url": args.receiver_url, "arch": args.arch,
+              "channels": args.channels, "blocks": args.blocks, "objective": args.objective, "alpha": args.alpha}
     data = {k: str(v) for k, v in fields.items() if v is not None}
     base = args.sender.rstrip("/")
     with httpx.Client(base_url=base, timeout=httpx.Timeout(60.0, connect=10.0)) as client:
