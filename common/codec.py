@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, BundleImage, BundleLimits, new_bundle_id, parse_bundle, write_bundle
-from .errors import BundleError, CodecError
+from .errors import BundleError, CodecError, ImageError
 from .generator import Generator, GeneratorConfig, arch_class, build_generator, load_state_strict
-from .imageio import jpeg_decode
+from .imageio import jpeg_decode, jpeg_size
 from .infer import restore
 from .planner import MODE_SCALE, Plan, make_plans
 from .update import decode_update
@@ -214,11 +214,36 @@ def _check_image_info(b: Bundle) -> None:
             raise BundleError(f"image {im.name!r}: the generator runs on it but 'q' is missing")
 
 
+def payload_scale(b: Bundle, im: BundleImage) -> int:
+    """How much smaller than ``im`` its JPEG is: the generator's scale where it runs, else 1."""
+    return int(b.generator.get("scale", 1)) if b.generator is not None and im.info.get("g") else 1
+
+
+def payload_size(b: Bundle, im: BundleImage) -> tuple[int, int]:
+    """The ``(width, height)`` ``im``'s JPEG must have: ``ceil(w/s) x ceil(h/s)`` at scale s."""
+    s = payload_scale(b, im)
+    return -(-im.width // s), -(-im.height // s)
+
+
+def _check_payload_size(b: Bundle, im: BundleImage, got: tuple[int, int]) -> None:
+    want = payload_size(b, im)
+    if got != want:
+        raise BundleError(f"image {im.name!r}: JPEG is {got[0]}x{got[1]}, expected {want[0]}x{want[1]} for "
+                          f"{im.width}x{im.height} at scale {payload_scale(b, im)}")
+
+
 def inspect_bundle(data: bytes, limits: BundleLimits = BundleLimits()) -> Bundle:
-    """Parse and fully validate a bundle (structure, base hash, update, shapes) without decoding images."""
+    """Parse and fully validate a bundle (structure, base hash, update, shapes, each JPEG's size
+    read from its header) without decoding images."""
     b = parse_bundle(data, limits)
     _check_image_info(b)
     _model_for(b)
+    for im in b.images:
+        try:
+            size = jpeg_size(im.jpeg)
+        except ImageError as e:
+            raise BundleError(f"image {im.name!r}: {e}") from None
+        _check_payload_size(b, im, size)
     return b
 
 
@@ -230,11 +255,7 @@ def decode_bundle(data: bytes, progress: ProgressFn | None = None, *, tile: int 
     out = []
     for k, im in enumerate(b.images):
         dec = jpeg_decode(im.jpeg)
-        s = model.scale if model is not None and im.info.get("g") else 1
-        want = (-(-im.height // s), -(-im.width // s), 3)
-        if dec.shape != want:
-            raise BundleError(f"image {im.name!r}: JPEG is {dec.shape[1]}x{dec.shape[0]}, expected "
-                              f"{want[1]}x{want[0]} for {im.width}x{im.height} at scale {s}")
+        _check_payload_size(b, im, (dec.shape[1], dec.shape[0]))
         out.append(restore(model, dec, q=im.info.get("q"), tile=tile)[: im.height, : im.width]
                    if model is not None and im.info.get("g") else dec)
         if progress is not None:

@@ -16,7 +16,7 @@ Configs are validated per architecture (each declares its allowed widths, depths
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -131,6 +131,11 @@ class Generator(nn.Module):
     def scale(self) -> int:
         return self.cfg.scale
 
+    @property
+    def upsample_stages(self) -> int:
+        """Number of x2 upsampling stages: log2(scale), i.e. 0, 1 or 2."""
+        return self.cfg.scale.bit_length() - 1
+
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         s = self.cfg.scale
         return x if s == 1 else F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
@@ -143,6 +148,16 @@ class Generator(nn.Module):
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
         y = self.upsample(xp) + self.residual(xp, q)
         return y[..., : s * h, : s * w]
+
+
+def small_init_(conv: nn.Module, gain: float = 0.1) -> nn.Module:
+    """Scale a layer's weights by ``gain`` and zero its bias, in place: an untrained generator's
+    residual starts near zero, so it starts close to the plain upsample. Returns the layer."""
+    with torch.no_grad():
+        conv.weight.mul_(gain)  # type: ignore[operator]
+        if getattr(conv, "bias", None) is not None:
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
+    return conv
 
 
 def register(name: str) -> Callable[[type[Generator]], type[Generator]]:
@@ -175,10 +190,6 @@ def default_config(arch: str = "srvgg", scale: int = 1, **overrides: int | None)
 def build_generator(cfg: GeneratorConfig, *, train_form: bool = False) -> Generator:
     """The generator for ``cfg``; ``train_form`` builds the training variant (e.g. with batch norm)."""
     return arch_class(cfg.arch)(cfg, train_form=train_form)
-
-
-def with_scale(cfg: GeneratorConfig, scale: int) -> GeneratorConfig:
-    return replace(cfg, scale=scale)
 
 
 def macs_per_pixel(model: Generator, h: int = 64, w: int = 64) -> float:
@@ -225,5 +236,3 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 # Register the architectures (each module calls ``register``); kept last to avoid a cycle.
 from . import archs as _archs  # noqa: E402,F401
-
-ARCHS = archs()

@@ -111,6 +111,18 @@ def downsample(rgb: np.ndarray, s: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
 
 
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of a JPEG file, read from its header without decoding the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
+                w, h = img.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"payload is not a JPEG: {e}") from None
+    return int(w), int(h)
+
+
 def jpeg_decode(data: bytes) -> np.ndarray:
     """Decode a JPEG file to ``(H, W, 3) uint8`` RGB, as the receiver will."""
     try:

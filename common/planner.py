@@ -325,7 +325,7 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             guesses = [max(1, q - 2) for q in (base_plan.qs if base_plan else plans["jpeg"].qs)]
             if opts.update in ("auto", "delta") and base_state is not None:
                 header, data, state, trace = _choose_step(
-                    cfg, base_state, tuned, names, _eval_crops(pairs, opts.seed, s, build_generator(cfg).multiple),
+                    cfg, base_state, tuned, names, _eval_crops(pairs, opts.seed, s, tuned_model.multiple),
                     lam, progress, forced=opts.update == "delta", perceptual=opts.objective == "perceptual")
                 p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses)
                 p.update_header, p.update_bytes = header, data

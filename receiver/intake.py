@@ -1,7 +1,7 @@
 """Bundle intake (the webhook), cheapest checks first:
 
     size (route) → signature + timestamp → replay (webhook-id) → header peek → duplicate bundle_id
-      → structure, limits, base hash, update shapes (inspect_bundle) → JPEG sizes vs image sizes
+      → structure, limits, base hash, update shapes, JPEG sizes vs image sizes (inspect_bundle)
       → durable store → 202
 
 A replay or a second delivery of a stored bundle gets the first answer and stores nothing.
@@ -9,25 +9,20 @@ A replay or a second delivery of a stored bundle gets the first answer and store
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
 import secrets
 import shutil
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from common.bundle import Bundle, BundleLimits, peek_header
-from common.codec import inspect_bundle
+from common.codec import inspect_bundle, payload_scale, payload_size
 from common.errors import BundleError
-from common.generator import GeneratorConfig
 from common.webhooks import ID_HEADER, verify
 
 from .settings import ReceiverSettings
@@ -74,7 +69,7 @@ class Intake:
         bundle = inspect_bundle(body, self.limits)
         if bundle.bundle_id != bundle_id:
             raise BundleError("bundle_id differs between the header peek and the parsed bundle")
-        return self._store(bundle, body, msg_id, payload_sizes(bundle))
+        return self._store(bundle, body, msg_id)
 
     def _authenticate(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         keys = self.settings.secrets()
@@ -84,14 +79,15 @@ class Intake:
         msg_id = {k.lower(): v for k, v in headers.items()}.get(ID_HEADER, "")
         return msg_id if _MSG_ID_RE.match(msg_id) else None
 
-    def _store(self, bundle: Bundle, body: bytes, msg_id: str | None,
-               sizes: list[tuple[int, int, int]]) -> IntakeResult:
+    def _store(self, bundle: Bundle, body: bytes, msg_id: str | None) -> IntakeResult:
         bid = bundle.bundle_id
         images = [
             {"index": i, "name": im.name, "width": int(im.width), "height": int(im.height),
-             "jpeg_width": jw, "jpeg_height": jh, "scale": s,
+             # inspect_bundle has checked each JPEG's header against these
+             **dict(zip(("jpeg_width", "jpeg_height"), payload_size(bundle, im), strict=True)),
+             "scale": payload_scale(bundle, im),
              "jpeg_bytes": len(im.jpeg), "png_bytes": None, "sender": _sender_info(im.info)}
-            for i, (im, (jw, jh, s)) in enumerate(zip(bundle.images, sizes, strict=True))
+            for i, im in enumerate(bundle.images)
         ]
         info = {"decision": _jsonable(bundle.decision), "metrics": _jsonable(bundle.metrics),
                 "update": _jsonable(bundle.update)}
@@ -119,32 +115,6 @@ class Intake:
                 raise
         log.info("stored bundle=%s bytes=%d images=%d webhook-id=%s", bid, len(body), len(images), msg_id)
         return IntakeResult(bid, False)
-
-
-def payload_sizes(bundle: Bundle) -> list[tuple[int, int, int]]:
-    """Per image ``(jpeg_width, jpeg_height, scale)``, each JPEG's size read from its header and
-    checked against the image size: in sr2/sr4 bundles an image the generator upsamples has a
-    ``ceil(w/s) x ceil(h/s)`` JPEG, every other JPEG is ``w x h``. A mismatch is refused here (400)
-    rather than stored and failed at reconstruction."""
-    scale = 1
-    if bundle.generator is not None:
-        scale = GeneratorConfig.from_dict(bundle.generator).scale  # already validated by inspect_bundle
-    out = []
-    for im in bundle.images:
-        s = scale if im.info.get("g") else 1
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(im.jpeg), formats=("JPEG",)) as img:
-                    jw, jh = img.size
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:
-            raise BundleError(f"image {im.name!r}: payload is not a JPEG: {e}") from None
-        want = (-(-im.width // s), -(-im.height // s))
-        if (jw, jh) != want:
-            raise BundleError(f"image {im.name!r}: JPEG is {jw}x{jh}, expected {want[0]}x{want[1]} for "
-                              f"{im.width}x{im.height} at scale {s}")
-        out.append((int(jw), int(jh), s))
-    return out
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 SHRINK = 12
 
@@ -49,11 +49,7 @@ class FSRCNN(Generator):
         layers += [nn.Conv2d(SHRINK, d, 1), nn.PReLU(d)]
         self.body = nn.Sequential(*layers)
         p, op = _deconv_padding(cfg.scale)
-        self.tail = nn.ConvTranspose2d(d, 3, 9, stride=cfg.scale, padding=p, output_padding=op)
-        with torch.no_grad():
-            self.tail.weight.mul_(0.1)
-            if self.tail.bias is not None:
-                nn.init.zeros_(self.tail.bias)
+        self.tail = small_init_(nn.ConvTranspose2d(d, 3, 9, stride=cfg.scale, padding=p, output_padding=op))
 
     def residual(self, x: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         return self.tail(self.body(x))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 
 def _lrelu() -> nn.LeakyReLU:
@@ -39,11 +39,8 @@ class _RDB(nn.Module):
     def __init__(self, c: int, gc: int) -> None:
         super().__init__()
         convs = [nn.Conv2d(c + k * gc, gc if k < 4 else c, 3, padding=1) for k in range(5)]
-        with torch.no_grad():
-            for conv in convs:
-                conv.weight.mul_(0.1)
-                if conv.bias is not None:
-                    nn.init.zeros_(conv.bias)
+        for conv in convs:
+            small_init_(conv)
         self.convs = nn.ModuleList(convs)
         self.act = _lrelu()
 
@@ -88,17 +85,9 @@ class RRDBNet(Generator):
         self.head = nn.Conv2d(3, c, 3, padding=1)
         self.body = nn.Sequential(*(_RRDB(c, gc) for _ in range(cfg.blocks)))
         self.trunk = nn.Conv2d(c, c, 3, padding=1)
-        self.up = nn.Sequential(*(_Upsample(c) for _ in range(self._stages)))
+        self.up = nn.Sequential(*(_Upsample(c) for _ in range(self.upsample_stages)))
         self.hr = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), _lrelu())
-        self.tail = nn.Conv2d(c, 3, 3, padding=1)
-        with torch.no_grad():
-            self.tail.weight.mul_(0.1)
-            if self.tail.bias is not None:
-                nn.init.zeros_(self.tail.bias)
-
-    @property
-    def _stages(self) -> int:
-        return self.cfg.scale.bit_length() - 1  # log2(scale): 0, 1, 2
+        self.tail = small_init_(nn.Conv2d(c, 3, 3, padding=1))
 
     def residual(self, x: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         h = self.head(x)
@@ -112,6 +101,6 @@ class RRDBNet(Generator):
         # resolution, the trunk (1), 15 convs per RRDB and the head (1). This is ≥ 2, so it also
         # covers the bicubic upsample beside the net.
         r = 2
-        for _ in range(self._stages):
+        for _ in range(self.upsample_stages):
             r = -(-(r + 1) // 2)
         return r + 1 + 15 * self.cfg.blocks + 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 
 @register("srcnn")
@@ -35,11 +35,7 @@ class SRCNN(Generator):
                                    nn.Conv2d(c, c2, 1), nn.ReLU(inplace=True)]
         for _ in range(cfg.blocks):
             layers += [nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(inplace=True)]
-        tail = nn.Conv2d(c2, 3, 5, padding=2)
-        with torch.no_grad():
-            tail.weight.mul_(0.1)
-            if tail.bias is not None:
-                nn.init.zeros_(tail.bias)
+        tail = small_init_(nn.Conv2d(c2, 3, 5, padding=2))
         layers.append(tail)
         self.body = nn.Sequential(*layers)
 

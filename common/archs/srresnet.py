@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 
 class _ConvBN(nn.Module):
@@ -79,18 +79,10 @@ class SRResNet(Generator):
         self.body = nn.Sequential(*(_ResBlock(c, train_form) for _ in range(cfg.blocks)))
         self.trunk = _ConvBN(c, train_form)
         up: list[nn.Module] = []
-        for _ in range(self._stages):
+        for _ in range(self.upsample_stages):
             up += [nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c)]
         self.up = nn.Sequential(*up)
-        self.tail = nn.Conv2d(c, 3, 9, padding=4)
-        with torch.no_grad():
-            self.tail.weight.mul_(0.1)
-            if self.tail.bias is not None:
-                nn.init.zeros_(self.tail.bias)
-
-    @property
-    def _stages(self) -> int:
-        return self.cfg.scale.bit_length() - 1  # log2(scale): 0, 1, 2
+        self.tail = small_init_(nn.Conv2d(c, 3, 9, padding=4))
 
     def residual(self, x: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         h = self.head(x)
@@ -116,6 +108,6 @@ class SRResNet(Generator):
         # resolution, the trunk conv (1), 2 convs per block and the 9x9 head (4). This is ≥ 2, so
         # it also covers the bicubic upsample beside the net.
         r = 4
-        for _ in range(self._stages):
+        for _ in range(self.upsample_stages):
             r = -(-r // 2) + 1
         return r + 1 + 2 * self.cfg.blocks + 4

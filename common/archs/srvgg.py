@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 
 @register("srvgg")
@@ -35,11 +35,7 @@ class CompactGenerator(Generator):
         layers: list[nn.Module] = [nn.Conv2d(cin, cfg.channels, 3, padding=1), nn.PReLU(cfg.channels)]
         for _ in range(cfg.blocks):
             layers += [nn.Conv2d(cfg.channels, cfg.channels, 3, padding=1), nn.PReLU(cfg.channels)]
-        tail = nn.Conv2d(cfg.channels, cout, 3, padding=1)
-        with torch.no_grad():
-            tail.weight.mul_(0.1)
-            if tail.bias is not None:
-                nn.init.zeros_(tail.bias)
+        tail = small_init_(nn.Conv2d(cfg.channels, cout, 3, padding=1))
         layers.append(tail)
         self.body = nn.Sequential(*layers)
         if cfg.qcond:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..generator import Generator, GeneratorConfig, register
+from ..generator import Generator, GeneratorConfig, register, small_init_
 
 MAX_WIDTH = 128
 
@@ -53,11 +53,7 @@ class UNet(Generator):
         self.mid = _conv_relu(w[levels], w[levels])
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(levels))
         self.dec = nn.ModuleList(_conv_relu(2 * w[i], w[i]) for i in range(levels))
-        self.tail = nn.Conv2d(w[0], 3, 3, padding=1)
-        with torch.no_grad():
-            self.tail.weight.mul_(0.1)
-            if self.tail.bias is not None:
-                nn.init.zeros_(self.tail.bias)
+        self.tail = small_init_(nn.Conv2d(w[0], 3, 3, padding=1))
 
     def residual(self, x: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         h = self.upsample(x)
