@@ -205,10 +205,11 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, list[int]]]:
     return [(c, args.other_qualities if c in ("webp", "avif") else args.qualities) for c in wanted]
 
 
-def run_sweep(args: argparse.Namespace, data: ImageSet,
-              firsts: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+def run_sweep(args: argparse.Namespace, data: ImageSet, firsts: dict[str, np.ndarray] | None = None,
+              checkpoint: Callable[[dict[str, dict[str, Any]]], None] | None = None) -> dict[str, dict[str, Any]]:
     """Every curve's points. ``firsts`` collects the first image's reconstruction per curve at the
-    middle quality of its sweep (for ``--crops``)."""
+    middle quality of its sweep (for ``--crops``); ``checkpoint`` gets the curves after each point
+    (so a long sweep that is stopped keeps what it measured)."""
     plan, api = _plan(args), None
     bar = Progress(sum(len(qs) for _, qs in plan), "bench")
     curves: dict[str, dict[str, Any]] = {}
@@ -236,6 +237,8 @@ def run_sweep(args: argparse.Namespace, data: ImageSet,
                 firsts[f"{curve['label']} q{q}, {8 * point['bytes'] / data.pixels:.3f} bpp"] = first
             curve["points"].append(point)
             done += 1
+            if checkpoint is not None:
+                checkpoint(curves)
     bar.update(done, "done")
     bar.close()
     return curves
@@ -331,7 +334,21 @@ def arch_table(res: dict[str, Any], archs: Sequence[str]) -> list[dict[str, Any]
             "at_quality": low["quality"], "psnr": low["psnr"], "hist_corr": low["hist_corr"],
             "exact_match": low["exact_match"],
         })
+    mark_frontier(rows)
     return rows
+
+
+def mark_frontier(rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``dominated_by``: the archs that are both better in BD-rate (lower) and
+    faster to decode. A row with an empty list is on the RD/speed frontier; one without a
+    BD-rate cannot be placed (None)."""
+    for r in rows:
+        if r["bd_rate_pct"] is None:
+            r["dominated_by"] = None
+            continue
+        r["dominated_by"] = [o["arch"] for o in rows if o is not r and o["bd_rate_pct"] is not None
+                             and o["bd_rate_pct"] < r["bd_rate_pct"]
+                             and o["decode_mps_median"] > r["decode_mps_median"]]
 
 
 def thesis_point(api: CodecApi, args: argparse.Namespace, data: ImageSet) -> dict[str, Any]:
@@ -373,6 +390,12 @@ def environment() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if cuda else None}
 
 
+def _frontier_label(dominated_by: list[str] | None) -> str:
+    if dominated_by is None:
+        return "n/a"
+    return "yes" if not dominated_by else "no (" + ", ".join(dominated_by) + ")"
+
+
 def print_table(res: dict[str, Any]) -> None:
     print(f"{res['images']} images, {res['pixels'] / 1e6:.2f} MP from {res['data']}")
     print(f"{'curve':<30} {'q':>3} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7}  update%  tune s  dec MP/s  chosen")
@@ -387,7 +410,7 @@ def print_table(res: dict[str, Any]) -> None:
     bd = res["bd"]
     lo, hi = bd["psnr_range"]
     print(f"\nBD vs {LABELS[ANCHOR]} over PSNR [{lo:.2f}, {hi:.2f}] dB ({bd['method']}):")
-    rows = [(LABELS[k], v) for k, v in bd["vs_anchor"].items()]
+    rows = [(_label(k), v) for k, v in bd["vs_anchor"].items()]
     rows += [("fine-tuned vs base generator", bd["finetune_vs_base"])] if "finetune_vs_base" in bd else []
     for label, e in rows:
         rate = "n/a" if e["bd_rate_pct"] is None else f"{e['bd_rate_pct']:+7.2f} %"
@@ -404,16 +427,16 @@ def print_table(res: dict[str, Any]) -> None:
             for k, e in low["vs_restore"].items():
                 rate = "n/a" if e["bd_rate_pct"] is None else f"{e['bd_rate_pct']:+7.2f} %"
                 why = f"({100 * e['coverage']:.0f}% of the range)" if "coverage" in e else f"({e['error']})"
-                print(f"  {LABELS[k]:<30} BD-rate {rate:>9}  {why}")
+                print(f"  {_label(k):<30} BD-rate {rate:>9}  {why}")
     if res.get("archs"):
         print(f"\n{'arch':<9} {'params':>8} {'MAC/px':>8} {'base B':>9} {'update B':>8} {'BD-rate':>8} "
-              f"{'tune s':>6} {'dec MP/s':>8} {'q':>3} {'PSNR':>6} {'hist':>6} {'exact':>6}")
+              f"{'tune s':>6} {'dec MP/s':>8} {'q':>3} {'PSNR':>6} {'hist':>6} {'exact':>6}  frontier")
         for r in res["archs"]:
             bd = "n/a" if r["bd_rate_pct"] is None else f"{r['bd_rate_pct']:+.1f}%"
             print(f"{r['arch']:<9} {r['params']:>8} {r['mac_per_pixel']:>8} {r['base_bytes']:>9} "
                   f"{r['update_bytes_median']:>8} {bd:>8} {r['finetune_s_mean'] or 0:>6.1f} "
                   f"{r['decode_mps_median']:>8.2f} {r['at_quality']:>3} {r['psnr']:>6.2f} {r['hist_corr']:>6.4f} "
-                  f"{r['exact_match']:>6.4f}")
+                  f"{r['exact_match']:>6.4f}  {_frontier_label(r.get('dominated_by'))}")
     th = res.get("thesis")
     if th:
         print(f"\nthesis config at q{th['quality']} (SRResNet-7, full f32 weights): {th['thesis']['bytes']} B, "
@@ -446,7 +469,13 @@ def main(argv: list[str] | None = None) -> int:
                                                    "low_rate_bpp", "thesis", "thesis_quality")},
     }
     firsts: dict[str, np.ndarray] = {}
-    res["curves"] = run_sweep(args, data, firsts)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.json")
+
+    def checkpoint(curves: dict[str, dict[str, Any]]) -> None:
+        partial.write_text(json.dumps({**res, "curves": curves, "partial": True}, indent=1) + "\n")
+    res["curves"] = run_sweep(args, data, firsts, checkpoint)
     res["bd"] = bd_summary(res["curves"])
     if any(k in res["curves"] for k in ("gancodec_sr2", "gancodec_sr4", "gancodec_auto")):
         res["low_rate"] = low_rate_summary(res["curves"], args.low_rate_bpp)
@@ -456,9 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         res["thesis"] = thesis_point(load_codec(), args, data)
     res["codec"] = {k: codec_summary(c, data.pixels) for k, c in res["curves"].items()
                     if k in CODEC_CURVES or k.startswith(ARCH_PREFIX)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
+    partial.unlink(missing_ok=True)
     if args.plot:
         curves = {c["label"]: _rd(c) for c in res["curves"].values() if c["available"]}
         lo, hi = res["bd"]["psnr_range"]

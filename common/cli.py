@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--arch", choices=archs(), default="srvgg", help="generator architecture")
     e.add_argument("--channels", type=int, help="generator width (a config with no shipped base needs --update full)")
     e.add_argument("--blocks", type=int, help="generator depth (same rule as --channels)")
-    e.add_argument("--base", help="base weights name in common/weights (default: <mode>[-<arch>]-v1)")
+    e.add_argument("--base", help="base weights name in common/weights (default: the newest <mode>[-<arch>]-vN)")
     e.add_argument("--update", choices=UPDATES, default="auto")
     e.add_argument("--full-dtype", choices=("f32", "f16"), default="f32", help="weights dtype for --update full")
     e.add_argument("--objective", choices=OBJECTIVES, default="fidelity",

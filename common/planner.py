@@ -26,7 +26,7 @@ from .generator import Generator, GeneratorConfig, build_generator, default_conf
 from .infer import to_tensor, to_uint8
 from .search import SetImage, jpeg_slope, min_quality
 from .update import decode_update, encode_delta, encode_full, quantize_delta, select_params
-from .weights import load_base
+from .weights import latest_base, load_base
 
 if TYPE_CHECKING:
     from .codec import EncodeOptions
@@ -45,8 +45,9 @@ class PlanOptionsError(CodecError):
 
 
 def base_name(mode: str, arch: str = "srvgg") -> str:
-    """Name of the shipped base for a mode and architecture: ``restore-v1``, ``sr2-srcnn-v1``, ..."""
-    return f"{mode}-v1" if arch == "srvgg" else f"{mode}-{arch}-v1"
+    """Name of the newest shipped base for a mode and architecture: ``restore-v1``, ``sr4-v2``,
+    ``restore-srcnn-v1``, ... (older versions stay shipped so their bundles still decode)."""
+    return latest_base(mode if arch == "srvgg" else f"{mode}-{arch}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,14 @@ def _load_file(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], st
 def known_bases() -> dict[str, Path]:
     """Map SHA-256 → weights file, for every base shipped in ``common/weights``."""
     return {_load_file(p)[2]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+
+
+def latest_base(family: str) -> str:
+    """The newest shipped version of a base family: ``latest_base("sr4")`` → ``"sr4-v2"`` when
+    ``sr4-v1`` and ``sr4-v2`` are shipped; ``<family>-v1`` when none is (so errors name it)."""
+    versions = [int(m.group(1)) for p in WEIGHTS_DIR.glob(f"{family}-v*.safetensors")
+                if (m := re.fullmatch(re.escape(family) + r"-v(\d+)", p.stem))]
+    return f"{family}-v{max(versions, default=1)}"
 
 
 def base_path(name: str = DEFAULT_BASE) -> Path:

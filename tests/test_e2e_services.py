@@ -22,7 +22,6 @@ from common.imageio import jpeg_decode, load_image
 from common.metrics import psnr
 from common.sendcli import send_main
 from common.webhooks import signed_headers
-from common.weights import WEIGHTS_DIR
 from receiver.app import create_app as receiver_app
 from receiver.settings import ReceiverSettings
 from sender.app import create_app as sender_app
@@ -228,8 +227,6 @@ SR_CASES = {
 @pytest.mark.parametrize("case", list(SR_CASES))
 def test_sr_and_auto_round_trip_at_odd_sizes(pair: Pair, case: str) -> None:
     form = SR_CASES[case]
-    if form["mode"] != "auto" and not (WEIGHTS_DIR / f"{form['mode']}-v1.safetensors").exists():
-        pytest.skip(f"no shipped {form['mode']}-v1 base in {WEIGHTS_DIR} (still being trained?)")
     tid = post_images(pair.sender, SR_ORIGINALS, **form)
     j = wait_for(lambda: transfer(pair, tid), lambda j: j["status"] in ("delivered", "failed"))
     assert j["status"] == "delivered", j

@@ -184,3 +184,42 @@ def test_bench_sr_curves_get_a_low_rate_summary(
     assert 0 <= p["exact_match"] <= 1 and -1 <= p["hist_corr"] <= 1
     with Image.open(tmp_path / "crops.png") as fig:  # original + one panel per curve
         assert fig.width > 5 * 48
+
+
+def test_mark_frontier() -> None:
+    rows: list[dict[str, Any]] = [
+        {"arch": "a", "bd_rate_pct": -20.0, "decode_mps_median": 3.0},
+        {"arch": "b", "bd_rate_pct": -25.0, "decode_mps_median": 1.0},
+        {"arch": "c", "bd_rate_pct": -15.0, "decode_mps_median": 2.0},  # a is better and faster
+        {"arch": "d", "bd_rate_pct": None, "decode_mps_median": 9.0},
+    ]
+    bench.mark_frontier(rows)
+    assert [r["dominated_by"] for r in rows] == [[], [], ["a"], None]
+
+
+def test_bench_arch_table_with_fake_codec(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+    api = fake_codec()
+    encode = api.encode_images
+
+    def spy(images: Any, opts: FakeOptions, progress: Any = None) -> Any:
+        seen.append(opts.arch)
+        return encode(images, opts, progress)
+
+    monkeypatch.setattr(bench, "load_codec", lambda: bench.CodecApi(FakeOptions, spy, api.decode_bundle))
+    out = tmp_path / "r.json"
+    argv = ["--data", str(tiny_dir), "--qualities", *QS, "--curves", "jpeg", "--archs", "srvgg", "srcnn",
+            "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim"]
+    rc, stdout, _ = _run(argv, capsys)
+    assert rc == 0 and seen.count("srvgg") == len(QS) and seen.count("srcnn") == len(QS)
+    res = json.loads(out.read_text())
+    assert not (tmp_path / "r.partial.json").exists()  # removed once the full result is written
+    rows = {r["arch"]: r for r in res["archs"]}
+    assert set(rows) == {"srvgg", "srcnn"}
+    for r in rows.values():
+        assert r["params"] > 0 and r["mac_per_pixel"] > 0 and r["base_bytes"] > 0
+        assert r["bd_rate_pct"] is not None and isinstance(r["dominated_by"], list)
+    assert rows["srvgg"]["params"] != rows["srcnn"]["params"]
+    assert "frontier" in stdout

@@ -78,3 +78,28 @@ def test_wrong_image_quality_field_is_refused(small_images) -> None:  # type: ig
     with pytest.raises(BundleError, match="'g' must be 0 or 1"):
         inspect_bundle(write_bundle(b))
     assert np.isfinite(b.images[0].info["pr"])
+
+
+def test_latest_base_picks_the_newest_version(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import common.weights as w
+
+    monkeypatch.setattr(w, "WEIGHTS_DIR", tmp_path)
+    assert w.latest_base("sr4") == "sr4-v1"  # nothing shipped: the name errors will mention
+    for name in ("sr4-v1", "sr4-v2", "sr4-v10", "sr4-srcnn-v7", "sr4-vx", "restore-v3"):
+        (tmp_path / f"{name}.safetensors").touch()
+    assert w.latest_base("sr4") == "sr4-v10"
+    assert w.latest_base("sr4-srcnn") == "sr4-srcnn-v7"
+    assert w.latest_base("restore") == "restore-v3"
+
+
+def test_every_released_version_of_a_family_stays_shipped() -> None:
+    """A newer base never replaces an older one: ``<family>-v1 .. -vN`` are all present."""
+    import re
+
+    families: dict[str, set[int]] = {}
+    for p in WEIGHTS_DIR.glob("*.safetensors"):
+        m = re.fullmatch(r"(.+)-v(\d+)", p.stem)
+        assert m, f"{p.name} does not follow <family>-v<N>"
+        families.setdefault(m.group(1), set()).add(int(m.group(2)))
+    for fam, vs in families.items():
+        assert vs == set(range(1, max(vs) + 1)), f"{fam}: versions {sorted(vs)} have a gap"
