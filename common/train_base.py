@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     out = Path(args.out)
     ckpt = out.with_suffix(".ckpt")
-    step = 0
+    step, cpu_before = 0, 0.0  # CPU seconds spent by earlier runs (so --budget cpu resumes its schedule)
     if args.resume and ckpt.exists():
         # Our own checkpoint file; weights_only refuses arbitrary pickled objects.
         st = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step = int(st["step"])
+        cpu_before = float(st.get("cpu_s", 0.0))
         rng.seed(args.seed + step)
         torch.manual_seed(args.seed + step)
         log.info("resumed from %s at step %d", ckpt, step)
@@ -166,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
 
     t0, c0 = time.monotonic(), time.process_time()
 
+    def cpu_s() -> float:
+        return cpu_before + time.process_time() - c0
+
     def progress_frac() -> float:
         if args.budget == "cpu":
-            return min(1.0, (time.process_time() - c0) / 60 / args.max_minutes)
+            return min(1.0, cpu_s() / 60 / args.max_minutes)
         return step / args.steps
     bar = Progress(args.steps, "train", initial=step)
     loss_avg = 0.0
@@ -192,17 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         loss_avg = 0.98 * loss_avg + 0.02 * float(loss.detach())
         bar.update(step, f"loss {loss_avg:.4f} lr {lr:.1e}")
         if step % 250 == 0 or step == args.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_s()}, ckpt)
             save_weights(model.cpu().deploy_state(), cfg, out, extra={"train_step": step})
             model.to(device)
         if args.budget == "steps" and (time.monotonic() - t0) / 60 > args.max_minutes:
             log.info("time budget reached at step %d; rerun with --resume to continue", step)
             break
     bar.close()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_s()}, ckpt)
     sha = save_weights(model.cpu().deploy_state(), cfg, out, extra={"train_step": step})
     report: dict = {"weights": str(out), "sha256": sha, "steps": step,
-                    "minutes": round((time.monotonic() - t0) / 60, 1), "config": cfg.to_dict()}
+                    "minutes": round((time.monotonic() - t0) / 60, 1), "cpu_minutes": round(cpu_s() / 60, 1),
+                    "config": cfg.to_dict()}
     if args.val:
         val = [load_image(p) for p in list_images(args.val)]
         ship = build_generator(cfg)
