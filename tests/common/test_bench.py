@@ -43,6 +43,8 @@ class FakeOptions:
     device: str = "auto"
     mode: str = "restore"
     arch: str = "srvgg"
+    channels: int | None = None
+    blocks: int | None = None
     objective: str = "fidelity"
     alpha: float = 1.0
 
@@ -211,9 +213,10 @@ def test_bench_arch_table_with_fake_codec(
     monkeypatch.setattr(bench, "load_codec", lambda: bench.CodecApi(FakeOptions, spy, api.decode_bundle))
     out = tmp_path / "r.json"
     argv = ["--data", str(tiny_dir), "--qualities", *QS, "--curves", "jpeg", "--archs", "srvgg", "srcnn",
-            "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim"]
+            "--budget-seconds", "1", "--out", str(out), "--no-ms-ssim", "--thesis", "--thesis-steps", "2"]
     rc, stdout, _ = _run(argv, capsys)
-    assert rc == 0 and seen.count("srvgg") == len(QS) and seen.count("srcnn") == len(QS)
+    assert rc == 0 and seen.count("srvgg") == len(QS) + 1 and seen.count("srcnn") == len(QS)
+    assert seen.count("srresnet") == 1  # the thesis point
     res = json.loads(out.read_text())
     assert not (tmp_path / "r.partial.json").exists()  # removed once the full result is written
     rows = {r["arch"]: r for r in res["archs"]}
@@ -223,3 +226,7 @@ def test_bench_arch_table_with_fake_codec(
         assert r["bd_rate_pct"] is not None and isinstance(r["dominated_by"], list)
     assert rows["srvgg"]["params"] != rows["srcnn"]["params"]
     assert "frontier" in stdout
+    th = res["thesis"]
+    assert th["thesis"]["options"] == {"arch": "srresnet", "channels": 64, "blocks": 7, "update": "full",
+                                       "max_steps": 2}
+    assert th["bundle_ratio"] == th["thesis"]["bytes"] / th["ours"]["bytes"] and "bundle ratio" in stdout
