@@ -45,6 +45,7 @@ def save_weights(
     meta = {"config": json.dumps(cfg.to_dict()), "sha256": sha, **{k: str(v) for k, v in (extra or {}).items()}}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(st, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # shipped files are world-readable, like the rest of the tree
     tmp.replace(path)
     return sha
 
