@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune steps for the thesis configuration (default: --max-steps); its 585k "
                         "weights trained from scratch cost ~20x our default per step")
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    p.add_argument("--reuse", default=None, metavar="JSON",
+                   help="take the curves from an earlier results file of the same images instead of "
+                        "measuring them again (recomputes BD-rates, the architecture table and plots)")
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--plot", default=None, help="RD plot PNG")
     p.add_argument("--json", action="store_true", help="print the results JSON instead of the table")
@@ -309,13 +312,35 @@ def bd_summary(curves: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def arch_table(res: dict[str, Any], archs: Sequence[str]) -> list[dict[str, Any]]:
+def generator_mps(model: Any, images: Sequence[np.ndarray], repeats: int = 2) -> float:
+    """Megapixels per second of ``model`` run over ``images`` as payloads (tiled, as the receiver
+    runs it), best of ``repeats`` after a warm-up on the first image. This is the generator's decode
+    speed; a bundle's decode speed also depends on how many of its images the decision left on."""
+    from .infer import restore
+
+    restore(model, images[0])
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for im in images:
+            restore(model, im)
+        best = min(best, time.perf_counter() - t0)
+    return sum(im.shape[0] * im.shape[1] for im in images) / 1e6 / max(best, 1e-9)
+
+
+def arch_table(res: dict[str, Any], archs: Sequence[str], data: ImageSet | None = None) -> list[dict[str, Any]]:
     """One row per ``--archs`` entry: size, cost and rate-distortion figures of its restore curve.
 
+    With ``data``, each base generator's own decode speed is measured on its images
+    (``generator_mps``); the RD/speed frontier uses it (else the bundles' median decode speed).
     The two similarity figures of the source thesis (histogram correlation, exact-pixel match)
     are given at the sweep's lowest quality, next to PSNR there.
     """
-    from .generator import build_generator, macs_per_pixel
+    from .generator import build_generator, load_state_strict, macs_per_pixel
+
+    def model_with(model: Any, state: dict[str, Any]) -> Any:
+        load_state_strict(model, state)
+        return model
     from .planner import base_name
     from .weights import base_path, load_base
 
@@ -335,6 +360,7 @@ def arch_table(res: dict[str, Any], archs: Sequence[str]) -> list[dict[str, Any]
             "bd_rate_pct": res["bd"]["vs_anchor"].get(name, {}).get("bd_rate_pct"),
             "finetune_s_mean": float(np.mean(ft)) if ft else None,
             "decode_mps_median": float(np.median([p["decode_mps"] for p in pts])),
+            "generator_mps": None if data is None else generator_mps(model_with(model, state), data.images),
             "at_quality": low["quality"], "psnr": low["psnr"], "hist_corr": low["hist_corr"],
             "exact_match": low["exact_match"],
         })
@@ -344,15 +370,17 @@ def arch_table(res: dict[str, Any], archs: Sequence[str]) -> list[dict[str, Any]
 
 def mark_frontier(rows: list[dict[str, Any]]) -> None:
     """Set each row's ``dominated_by``: the archs that are both better in BD-rate (lower) and
-    faster to decode. A row with an empty list is on the RD/speed frontier; one without a
-    BD-rate cannot be placed (None)."""
+    faster to decode (``generator_mps`` where measured, else ``decode_mps_median``). A row with an
+    empty list is on the RD/speed frontier; one without a BD-rate cannot be placed (None)."""
+    def speed(r: dict[str, Any]) -> float:
+        return float(r["generator_mps"] if r.get("generator_mps") is not None else r["decode_mps_median"])
+
     for r in rows:
         if r["bd_rate_pct"] is None:
             r["dominated_by"] = None
             continue
         r["dominated_by"] = [o["arch"] for o in rows if o is not r and o["bd_rate_pct"] is not None
-                             and o["bd_rate_pct"] < r["bd_rate_pct"]
-                             and o["decode_mps_median"] > r["decode_mps_median"]]
+                             and o["bd_rate_pct"] < r["bd_rate_pct"] and speed(o) > speed(r)]
 
 
 def thesis_point(api: CodecApi, args: argparse.Namespace, data: ImageSet) -> dict[str, Any]:
@@ -437,12 +465,12 @@ def print_table(res: dict[str, Any]) -> None:
                 print(f"  {_label(k):<30} BD-rate {rate:>9}  {why}")
     if res.get("archs"):
         print(f"\n{'arch':<9} {'params':>8} {'MAC/px':>8} {'base B':>9} {'update B':>8} {'BD-rate':>8} "
-              f"{'tune s':>6} {'dec MP/s':>8} {'q':>3} {'PSNR':>6} {'hist':>6} {'exact':>6}  frontier")
+              f"{'tune s':>6} {'gen MP/s':>8} {'q':>3} {'PSNR':>6} {'hist':>6} {'exact':>6}  frontier")
         for r in res["archs"]:
             bd = "n/a" if r["bd_rate_pct"] is None else f"{r['bd_rate_pct']:+.1f}%"
             print(f"{r['arch']:<9} {r['params']:>8} {r['mac_per_pixel']:>8} {r['base_bytes']:>9} "
                   f"{r['update_bytes_median']:>8} {bd:>8} {r['finetune_s_mean'] or 0:>6.1f} "
-                  f"{r['decode_mps_median']:>8.2f} {r['at_quality']:>3} {r['psnr']:>6.2f} {r['hist_corr']:>6.4f} "
+                  f"{r['generator_mps'] or r['decode_mps_median']:>8.2f} {r['at_quality']:>3} {r['psnr']:>6.2f} {r['hist_corr']:>6.4f} "
                   f"{r['exact_match']:>6.4f}  {_frontier_label(r.get('dominated_by'))}")
     th = res.get("thesis")
     if th:
@@ -483,14 +511,30 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint(curves: dict[str, dict[str, Any]]) -> None:
         partial.write_text(json.dumps({**res, "curves": curves, "partial": True}, indent=1) + "\n")
-    res["curves"] = run_sweep(args, data, firsts, checkpoint)
+    if args.reuse:
+        try:
+            old = json.loads(Path(args.reuse).read_text())
+        except (OSError, ValueError) as e:
+            print(f"gancodec bench: error: cannot read --reuse {args.reuse}: {e}", file=sys.stderr)
+            return 2
+        if old.get("image_names") != data.names or not isinstance(old.get("curves"), dict):
+            print(f"gancodec bench: error: {args.reuse} was measured on other images", file=sys.stderr)
+            return 2
+        res["curves"], res["reused"] = old["curves"], str(args.reuse)
+        missing = [c for c, _ in _plan(args) if c not in res["curves"]]
+        if missing:
+            print(f"gancodec bench: error: {args.reuse} lacks curves {', '.join(missing)}", file=sys.stderr)
+            return 2
+    else:
+        res["curves"] = run_sweep(args, data, firsts, checkpoint)
     res["bd"] = bd_summary(res["curves"])
     if any(k in res["curves"] for k in ("gancodec_sr2", "gancodec_sr4", "gancodec_auto")):
         res["low_rate"] = low_rate_summary(res["curves"], args.low_rate_bpp)
     if args.archs:
-        res["archs"] = arch_table(res, args.archs)
+        res["archs"] = arch_table(res, args.archs, data)
     if args.thesis:
-        res["thesis"] = thesis_point(load_codec(), args, data)
+        reused = json.loads(Path(args.reuse).read_text()).get("thesis") if args.reuse else None
+        res["thesis"] = reused or thesis_point(load_codec(), args, data)
     res["codec"] = {k: codec_summary(c, data.pixels) for k, c in res["curves"].items()
                     if k in CODEC_CURVES or k.startswith(ARCH_PREFIX)}
     out.write_text(json.dumps(res, indent=1) + "\n")
@@ -500,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = res["bd"]["psnr_range"]
         where = folder.name if args.glob == "*" else f"{folder.name}/{args.glob}"
         rd_plot(curves, args.plot, f"Rate-distortion: {where}, {len(data.images)} images", yband=(lo, hi))
-    if args.crops:
+    if args.crops and firsts:  # (none with --reuse: the images were not kept)
         crops_figure([("original", data.images[0]), *firsts.items()], args.crops,
                      title=f"{data.names[0]}: centre crop, 3x nearest-neighbour zoom")
     if args.json:

@@ -197,6 +197,33 @@ def test_mark_frontier() -> None:
     ]
     bench.mark_frontier(rows)
     assert [r["dominated_by"] for r in rows] == [[], [], ["a"], None]
+    rows[2]["generator_mps"] = 5.0  # a measured generator speed takes precedence over bundle decode speed
+    bench.mark_frontier(rows)
+    assert rows[2]["dominated_by"] == [] and rows[0]["dominated_by"] == []
+
+
+def test_reuse_recomputes_tables_without_measuring(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench, "load_codec", fake_codec)
+    first = tmp_path / "a.json"
+    common = ["--data", str(tiny_dir), "--qualities", *QS, "--curves", "jpeg", "gancodec", "--archs", "srvgg",
+              "--budget-seconds", "1", "--no-ms-ssim"]
+    assert _run([*common, "--out", str(first)], capsys)[0] == 0
+
+    def no_codec() -> bench.CodecApi:
+        raise AssertionError("--reuse must not encode anything")
+
+    monkeypatch.setattr(bench, "load_codec", no_codec)
+    second = tmp_path / "b.json"
+    rc, stdout, _ = _run([*common, "--out", str(second), "--reuse", str(first)], capsys)
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert rc == 0 and b["reused"] == str(first) and b["curves"] == a["curves"] and b["bd"] == a["bd"]
+    assert b["archs"][0]["bd_rate_pct"] == a["archs"][0]["bd_rate_pct"] and "frontier" in stdout
+    # other images, or curves the file lacks: a clear error, nothing written
+    (tiny_dir / "img0.png").unlink()
+    rc, _, err = _run([*common, "--out", str(tmp_path / "c.json"), "--reuse", str(first)], capsys)
+    assert rc == 2 and "other images" in err and not (tmp_path / "c.json").exists()
 
 
 def test_bench_arch_table_with_fake_codec(
@@ -224,6 +251,7 @@ def test_bench_arch_table_with_fake_codec(
     for r in rows.values():
         assert r["params"] > 0 and r["mac_per_pixel"] > 0 and r["base_bytes"] > 0
         assert r["bd_rate_pct"] is not None and isinstance(r["dominated_by"], list)
+        assert r["generator_mps"] > 0  # the base generator's own speed, timed on the set
     assert rows["srvgg"]["params"] != rows["srcnn"]["params"]
     assert "frontier" in stdout
     th = res["thesis"]
