@@ -35,13 +35,15 @@ from .plot import crops_figure, rd_plot
 from .progress import Progress
 
 LABELS = {"jpeg": "JPEG (Pillow default)", "jpeg_opt": "JPEG optimized+progressive", "webp": "WebP (method 6)",
-          "avif": "AVIF", "gancodec": "gancodec (fine-tuned update)", "gancodec_base": "gancodec (base generator)",
+          "avif": "AVIF", "gancodec": "gancodec restore (fine-tuned update)",
+          "gancodec_base": "gancodec restore (base generator)",
           "gancodec_sr2": "gancodec sr2", "gancodec_sr4": "gancodec sr4", "gancodec_auto": "gancodec auto",
           "gancodec_perceptual": "gancodec perceptual"}
 DEFAULT_CURVES = ("jpeg", "jpeg_opt", "webp", "avif", "gancodec", "gancodec_base")
 # Codec curves: the EncodeOptions each one sets on top of the sweep's (quality, budget, device, update).
 CODEC_CURVES: dict[str, dict[str, Any]] = {
-    "gancodec": {}, "gancodec_base": {"update": "none"}, "gancodec_sr2": {"mode": "sr2"},
+    "gancodec": {"mode": "restore"}, "gancodec_base": {"mode": "restore", "update": "none"},
+    "gancodec_sr2": {"mode": "sr2"},
     "gancodec_sr4": {"mode": "sr4"}, "gancodec_auto": {"mode": "auto"},
     "gancodec_perceptual": {"objective": "perceptual"},
 }
@@ -389,8 +391,8 @@ def thesis_point(api: CodecApi, args: argparse.Namespace, data: ImageSet) -> dic
     bar = Progress(2, "thesis")
     out: dict[str, Any] = {"quality": q}
     steps = args.max_steps if args.thesis_steps is None else args.thesis_steps
-    specs = {"ours": {}, "thesis": {"arch": "srresnet", "channels": 64, "blocks": 7, "update": "full",
-                                    "max_steps": steps}}
+    specs = {"ours": {}, "thesis": {"mode": "restore", "arch": "srresnet", "channels": 64, "blocks": 7,
+                                    "update": "full", "max_steps": steps}}
     for i, (key, spec) in enumerate(specs.items()):
         bar.update(i, key)
         out[key] = codec_point(api, q, spec, args, data)

@@ -37,7 +37,7 @@ def _encode(args: argparse.Namespace) -> int:
                          max_steps=args.max_steps, seed=args.seed, device=args.device, subset=args.subset,
                          base=args.base, arch=args.arch, channels=args.channels, blocks=args.blocks,
                          objective=args.objective, alpha=args.alpha, vgg_weights=args.vgg_weights,
-                         full_dtype=args.full_dtype)
+                         full_dtype=args.full_dtype, max_update_share=args.max_update_share)
     bars = StageBars()
     result = encode_images(images, opts, bars)
     bars.close()
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quality", type=int, help="fixed payload JPEG quality 1..100")
     g.add_argument("--match-jpeg", type=int, default=75, metavar="Q",
                    help="reach plain JPEG quality Q's PSNR per image in fewest bytes (default 75)")
-    e.add_argument("--mode", choices=ENCODE_MODES, default="restore",
+    e.add_argument("--mode", choices=ENCODE_MODES, default="auto",
                    help="restore: full-size payload; sr2/sr4: payload downsampled 2x/4x and upsampled by the "
                         "generator; auto: the cheapest of the three for this set; jpeg: no generator")
     e.add_argument("--arch", choices=archs(), default="srvgg", help="generator architecture")
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--budget-seconds", type=float, default=60.0, help="fine-tune wall-time budget")
     e.add_argument("--max-steps", type=int, default=None)
     e.add_argument("--subset", choices=("all", "bias", "tail"), default="all", help="parameters to fine-tune")
+    e.add_argument("--max-update-share", type=float, default=0.05, metavar="F",
+                   help="a coded delta may take at most this share of the bundle (1 = no cap)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -47,7 +47,7 @@ class OptionsError(CodecError):
 class EncodeOptions:
     quality: int | None = None
     match_jpeg: int | None = 75
-    mode: str = "restore"
+    mode: str = "auto"  # restore, sr2 or sr4, whichever pays for this set (see the planner)
     update: str = "auto"
     budget_seconds: float = 60.0
     max_steps: int | None = None
@@ -55,6 +55,7 @@ class EncodeOptions:
     device: str = "auto"
     base: str | None = None  # default: the shipped base for the mode and arch (restore-v1, sr2-v1, ...)
     subset: str = "all"
+    max_update_share: float = 0.05  # a delta may take at most this share of the bundle (1 = no cap)
     full_dtype: str = "f32"
     arch: str = "srvgg"
     channels: int | None = None  # width/depth overrides: a config with no base needs update="full"
@@ -78,6 +79,8 @@ class EncodeOptions:
             raise OptionsError(f"budget_seconds={self.budget_seconds!r} must be in 0..3600")
         if self.max_steps is not None and not 0 <= self.max_steps <= 1_000_000:
             raise OptionsError(f"max_steps={self.max_steps!r} must be in 0..1000000")
+        if not 0.0 < self.max_update_share <= 1.0:
+            raise OptionsError(f"max_update_share={self.max_update_share!r} must be in (0, 1]")
         if self.full_dtype not in ("f32", "f16"):
             raise OptionsError(f"full_dtype={self.full_dtype!r} must be 'f32' or 'f16'")
         arch_class(self.arch)  # UnknownArchError (422) names the known ones

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .codec import EncodeOptions
 
 ProgressFn = Callable[[str, int, int], None]
-STEPS = tuple(2.0**-k for k in range(4, 12))
+STEPS = tuple(2.0 ** (-k / 2) for k in range(8, 23))  # 2^-4 .. 2^-11, half-octaves
 EVAL_CROPS, EVAL_PATCH = 32, 128
 MODE_SCALE = {"restore": 1, "sr2": 2, "sr4": 4}
 PERCEPTUAL_FIDELITY_DB = 40.0  # a perceptual update is quantised until its output drifts this far
@@ -180,19 +180,21 @@ def _mse(outs: list[np.ndarray], refs: list[np.ndarray]) -> float:
 
 def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
                  names: list[str], crops: list[Crop], lam: float, progress: ProgressFn | None,
-                 forced: bool = False, perceptual: bool = False,
+                 forced: bool = False, perceptual: bool = False, max_bytes: int | None = None,
                  ) -> tuple[dict[str, Any], bytes, dict[str, torch.Tensor], list]:
-    """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base).
+    """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base),
+    over half-octave steps, among the updates of at most ``max_bytes`` (the update-share cap).
 
     ``forced`` (``--update delta``): only steps that leave a non-empty update compete, if any do.
     ``perceptual``: PSNR is not the goal, so take the coarsest step whose output stays within
-    ``PERCEPTUAL_FIDELITY_DB`` of the unquantised perceptual generator's output.
+    ``PERCEPTUAL_FIDELITY_DB`` of the unquantised perceptual generator's output (no cap).
+    When no step is admissible, the coarsest non-empty one is taken (the finest, for perceptual).
     """
     template = build_generator(cfg).state_dict()
     origs = [o.astype(np.float64) for _, o, _ in crops]
     mse_base = _mse(_crop_outputs(_model(cfg, base), crops), origs)
     tuned_out = _crop_outputs(_model(cfg, tuned), crops) if perceptual else []
-    best: tuple[float, dict[str, Any], bytes, dict[str, torch.Tensor]] | None = None
+    tried: list[tuple[float, dict[str, Any], bytes, dict[str, torch.Tensor]]] = []
     trace = []
     for k, step in enumerate(STEPS):
         header, data = encode_delta(quantize_delta(tuned, base, names, step), step)
@@ -204,14 +206,20 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
             cost = len(data) if drift >= PERCEPTUAL_FIDELITY_DB else math.inf
         else:
             cost = len(data) - lam * gain
-        trace.append({"step": step, "bytes": len(data), "gain_db": round(gain, 4), "cost": round(cost, 1)})
+            if max_bytes is not None and len(data) > max_bytes:
+                cost = math.inf
         if (forced or perceptual) and not data:
             cost = math.inf
-        if best is None or cost < best[0] or (best[0] == math.inf and cost == math.inf):
-            best = (cost, header, data, state)  # all-inf (perceptual): the finest step wins
+        trace.append({"step": step, "bytes": len(data), "gain_db": round(gain, 4), "cost": round(cost, 1) if cost < math.inf else None})
+        tried.append((cost, header, data, state))
         if progress is not None:
             progress("measuring", k + 1, len(STEPS))
-    assert best is not None
+    finite = [t for t in tried if t[0] < math.inf]
+    if finite:
+        best = min(finite, key=lambda t: t[0])
+    else:
+        nonempty = [t for t in tried if t[2]] or tried
+        best = nonempty[-1] if perceptual else nonempty[0]
     return best[1], best[2], best[3], trace
 
 
@@ -261,19 +269,22 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
 
     # 1. The base generator of each candidate mode (auto: skip modes without a base for the arch).
     bases: dict[str, tuple[GeneratorConfig, dict[str, torch.Tensor] | None, str | None]] = {}
+    refused: dict[str, str] = {}
     for mode in modes:
         try:
             bases[mode] = resolve_base(opts, mode)
-        except PlanOptionsError:
+        except PlanOptionsError as e:
             if opts.mode != "auto":
                 raise
+            refused[mode] = str(e)
             continue
         cfg, state, _ = bases[mode]
         if state is not None:
             guess = max(1, q_ref - 15) if mode == "restore" else q_ref
             plans[f"{mode}/base"] = _plan(ctx, f"{mode}/base", mode, _model(cfg, state), len(plans), [guess] * n)
     if opts.mode == "auto" and not bases:
-        raise PlanOptionsError(f"no mode has a shipped base for arch {opts.arch!r}")
+        raise PlanOptionsError("--mode auto: no mode can run these options; "
+                               + "; ".join(f"{m}: {why}" for m, why in refused.items()))
     base_plans = {m: plans[f"{m}/base"] for m in bases if f"{m}/base" in plans}
     if opts.mode == "auto" and base_plans:
         decision["modes"] = {m: {"total_bytes": p.total, "psnr": round(p.mean_psnr, 4)} for m, p in base_plans.items()}
@@ -327,7 +338,8 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             if opts.update in ("auto", "delta") and base_state is not None:
                 header, data, state, trace = _choose_step(
                     cfg, base_state, tuned, names, _eval_crops(pairs, opts.seed, s, tuned_model.multiple),
-                    lam, progress, forced=opts.update == "delta", perceptual=opts.objective == "perceptual")
+                    lam, progress, forced=opts.update == "delta", perceptual=opts.objective == "perceptual",
+                    max_bytes=_update_cap(opts.max_update_share, base_plan or plans["jpeg"]))
                 p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses)
                 p.update_header, p.update_bytes = header, data
                 if not data:  # every delta quantised to zero: this is the base plan again
@@ -355,6 +367,11 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
         cfg_out, _, base_sha = bases[chosen.mode]
         sha_out = None if chosen.kind == "full" else base_sha
     return PlanResult(chosen, cfg_out if chosen.mode != "jpeg" else None, sha_out, q_ref, decision, ft_seconds)
+
+
+def _update_cap(share: float, plan: Plan) -> int | None:
+    """Largest update that stays ``share`` of a bundle with ``plan``'s JPEG payloads (None: no cap)."""
+    return None if share >= 1 else int(share / (1 - share) * plan.jpeg_bytes)
 
 
 def _cost(p: Plan, ctx: _Ctx, ref_psnr: float) -> float:

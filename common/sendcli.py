@@ -32,7 +32,7 @@ def build_parser(prog: str = "gancodec send") -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--match-jpeg", type=int, metavar="Q", help="match plain JPEG at quality Q (default 75)")
     q.add_argument("--quality", type=int, metavar="Q", help="fixed payload JPEG quality")
-    p.add_argument("--mode", help="codec mode: restore | sr2 | sr4 | auto | jpeg (default restore)")
+    p.add_argument("--mode", help="codec mode: restore | sr2 | sr4 | auto | jpeg (default auto)")
     p.add_argument("--arch", help="generator architecture (default srvgg)")
     p.add_argument("--channels", type=int, help="generator width (no shipped base: needs --update full)")
     p.add_argument("--blocks", type=int, help="generator depth (same rule)")

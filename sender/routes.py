@@ -77,7 +77,7 @@ _UPLOAD_DOC = {
                 "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                 "match_jpeg": {"type": "integer", "minimum": 1, "maximum": 100, "default": 75},
                 "quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                "mode": {"type": "string", "enum": list(MODES), "default": "restore",
+                "mode": {"type": "string", "enum": list(MODES), "default": "auto",
                          "description": "sr2/sr4: the JPEG is downsampled 2x/4x and the generator upsamples it; "
                                         "auto: the cheapest mode for the set"},
                 "update": {"type": "string", "enum": list(UPDATES), "default": "auto"},

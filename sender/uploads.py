@@ -64,7 +64,7 @@ class TransferOptions(BaseModel):
 
     match_jpeg: int | None = Field(default=None, ge=1, le=100)
     quality: int | None = Field(default=None, ge=1, le=100)
-    mode: str = "restore"
+    mode: str = "auto"
     update: str = "auto"
     budget_seconds: float | None = Field(default=None, ge=0)
     max_steps: int | None = Field(default=None, ge=0, le=1_000_000)

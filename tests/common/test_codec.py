@@ -87,6 +87,21 @@ def test_forced_update_kinds(small_images) -> None:  # type: ignore[no-untyped-d
     assert all(np.array_equal(o, jpeg_decode(i.jpeg)) for o, i in zip(dec.images, jb.images, strict=True))
 
 
+def test_update_share_cap_bounds_the_chosen_delta(small_images) -> None:  # type: ignore[no-untyped-def]
+    opts = {"quality": 20, "match_jpeg": None, "mode": "restore", "max_steps": 25, "budget_seconds": 60}
+    free = encode_images(small_images, EncodeOptions(max_update_share=1.0, **opts))  # type: ignore[arg-type]
+    capped = encode_images(small_images, EncodeOptions(max_update_share=0.01, **opts))  # type: ignore[arg-type]
+    d_free, d_cap = free.summary["decision"], capped.summary["decision"]
+    cap = int(0.01 / 0.99 * d_cap["candidates"]["base"]["total_bytes"])
+    assert any(t["bytes"] > cap for t in d_free["steps_tried"])  # the cap has something to refuse
+    assert all(t["cost"] is not None for t in d_free["steps_tried"])
+    assert all((t["cost"] is None) == (t["bytes"] > cap) for t in d_cap["steps_tried"])
+    assert d_cap["candidates"]["delta"]["update_bytes"] <= cap
+    assert capped.summary["bytes"]["update"] <= cap
+    with pytest.raises(OptionsError, match="max_update_share"):
+        EncodeOptions(max_update_share=0).check()
+
+
 @pytest.mark.parametrize(
     ("opts", "message"),
     [

@@ -30,7 +30,7 @@ def restore_bundle() -> bytes:
     (``update="none"`` skips the fine-tune; the update path itself runs in the e2e test.)
     """
     with one_torch_thread():
-        opts = EncodeOptions(quality=50, update="none")
+        opts = EncodeOptions(quality=50, mode="restore", update="none")
         return encode_images([("a", tiny_image(3)), ("b", tiny_image(4))], opts).bundle
 
 

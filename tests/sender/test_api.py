@@ -275,7 +275,7 @@ def test_defaults_of_the_new_options(client: TestClient, codec: FakeCodec) -> No
     tid = upload(client, [("a.png", PNG)]).json()["id"]
     j = wait_status(client, tid, ("failed", "delivered"))
     assert {k: j["options"][k] for k in ("mode", "arch", "channels", "blocks", "objective", "alpha")} == {
-        "mode": "restore", "arch": "srvgg", "channels": None, "blocks": None, "objective": "fidelity", "alpha": 1.0}
+        "mode": "auto", "arch": "srvgg", "channels": None, "blocks": None, "objective": "fidelity", "alpha": 1.0}
 
 
 def test_unknown_arch_names_the_known_ones(client: TestClient) -> None:
