@@ -94,6 +94,9 @@ _UPLOAD_DOC = {
                 "objective": {"type": "string", "enum": list(OBJECTIVES), "default": "fidelity"},
                 "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 1,
                           "description": "perceptual only: 0 = base generator, 1 = fully perceptual"},
+                "max_update_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.05,
+                                     "description": "the coded weight update may take at most this share "
+                                                    "of the bundle (1 = no cap)"},
                 "receiver_url": {"type": "string", "format": "uri"},
             },
         }}},

@@ -39,7 +39,7 @@ OBJECTIVES = ("fidelity", "perceptual")
 # The encode options a client may set. Server-side paths (vgg_weights) and base names are not among
 # them: the VGG file comes from SENDER_VGG_WEIGHTS, the base from the mode and arch.
 OPTION_FIELDS = ("match_jpeg", "quality", "mode", "update", "budget_seconds", "max_steps", "seed", "arch",
-                 "channels", "blocks", "objective", "alpha")
+                 "channels", "blocks", "objective", "alpha", "max_update_share")
 FORM_FIELDS = ("files", *OPTION_FIELDS, "receiver_url")
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -75,6 +75,7 @@ class TransferOptions(BaseModel):
     blocks: int | None = Field(default=None, ge=0, le=256)
     objective: str = "fidelity"
     alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    max_update_share: float = Field(default=0.05, gt=0, le=1, allow_inf_nan=False)
 
     @field_validator("mode")
     @classmethod

@@ -256,13 +256,14 @@ def test_every_mode_is_accepted(client: TestClient, codec: FakeCodec, mode: str)
 
 def test_new_options_are_stored_shown_and_passed(client: TestClient, codec: FakeCodec) -> None:
     form = {"mode": "sr4", "arch": "srcnn", "channels": "16", "blocks": "2", "update": "full",
-            "objective": "perceptual", "alpha": "0.25", "quality": "30", "budget_seconds": "1"}
+            "objective": "perceptual", "alpha": "0.25", "quality": "30", "budget_seconds": "1",
+            "max_update_share": "0.1"}
     r = upload(client, [("a.png", PNG)], **form)
     assert r.status_code == 202, r.text
     j = wait_status(client, r.json()["id"], ("failed", "delivered"))
     want = {"match_jpeg": None, "quality": 30, "mode": "sr4", "update": "full", "budget_seconds": 1.0,
             "max_steps": None, "seed": 0, "arch": "srcnn", "channels": 16, "blocks": 2,
-            "objective": "perceptual", "alpha": 0.25}
+            "objective": "perceptual", "alpha": 0.25, "max_update_share": 0.1}
     assert j["options"] == want
     assert codec.options == [want]  # SENDER_VGG_WEIGHTS unset: no VGG file is passed
     assert client.get("/v1/transfers").json()["transfers"][0]["options"] == want
@@ -274,8 +275,15 @@ def test_new_options_are_stored_shown_and_passed(client: TestClient, codec: Fake
 def test_defaults_of_the_new_options(client: TestClient, codec: FakeCodec) -> None:
     tid = upload(client, [("a.png", PNG)]).json()["id"]
     j = wait_status(client, tid, ("failed", "delivered"))
-    assert {k: j["options"][k] for k in ("mode", "arch", "channels", "blocks", "objective", "alpha")} == {
-        "mode": "auto", "arch": "srvgg", "channels": None, "blocks": None, "objective": "fidelity", "alpha": 1.0}
+    keys = ("mode", "arch", "channels", "blocks", "objective", "alpha", "max_update_share")
+    assert {k: j["options"][k] for k in keys} == {"mode": "auto", "arch": "srvgg", "channels": None, "blocks": None,
+                                                 "objective": "fidelity", "alpha": 1.0, "max_update_share": 0.05}
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "nan"])
+def test_bad_update_share_is_refused(client: TestClient, share: str) -> None:
+    r = upload(client, [("a.png", PNG)], max_update_share=share)
+    assert r.status_code == 422 and "max_update_share" in r.text, r.text
 
 
 def test_unknown_arch_names_the_known_ones(client: TestClient) -> None:
