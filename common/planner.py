@@ -32,7 +32,11 @@ if TYPE_CHECKING:
     from .codec import EncodeOptions
 
 ProgressFn = Callable[[str, int, int], None]
-STEPS = tuple(2.0 ** (-k / 2) for k in range(8, 23))  # 2^-4 .. 2^-11, half-octaves
+STEPS = tuple(2.0 ** (-k / 2) for k in range(6, 23))  # 2^-3 .. 2^-11, half-octaves
+# The quantisation-aware phase trains for the finest step whose delta fits both the update-share
+# cap (with this margin: QAT grows a delta by a few per cent) and QAT_VALUE_SHARE of what the float
+# gain is worth at the set's JPEG price; the step search after training measures what it bought.
+QAT_CAP_MARGIN, QAT_VALUE_SHARE = 0.85, 0.5
 EVAL_CROPS, EVAL_PATCH = 32, 128
 MODE_SCALE = {"restore": 1, "sr2": 2, "sr4": 4}
 PERCEPTUAL_FIDELITY_DB = 40.0  # a perceptual update is quantised until its output drifts this far
@@ -181,27 +185,33 @@ def _mse(outs: list[np.ndarray], refs: list[np.ndarray]) -> float:
 def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
                  names: list[str], crops: list[Crop], lam: float, progress: ProgressFn | None,
                  forced: bool = False, perceptual: bool = False, max_bytes: int | None = None,
+                 trained_step: float | None = None,
                  ) -> tuple[dict[str, Any], bytes, dict[str, torch.Tensor], list]:
     """Quantisation step by rate-distortion: minimise update bytes − λ·(dB gained over the base),
     over half-octave steps, among the updates of at most ``max_bytes`` (the update-share cap).
 
     ``forced`` (``--update delta``): only steps that leave a non-empty update compete, if any do.
     ``perceptual``: PSNR is not the goal, so take the coarsest step whose output stays within
-    ``PERCEPTUAL_FIDELITY_DB`` of the unquantised perceptual generator's output (no cap).
+    ``PERCEPTUAL_FIDELITY_DB`` of the unquantised perceptual generator's output (no cap) -- unless
+    it was trained through the quantiser (``trained_step``): then that step is the update.
     When no step is admissible, the coarsest non-empty one is taken (the finest, for perceptual).
     """
+    steps = STEPS if not perceptual or trained_step is None else (trained_step,)
+    fixed = steps is not STEPS
     template = build_generator(cfg).state_dict()
     origs = [o.astype(np.float64) for _, o, _ in crops]
     mse_base = _mse(_crop_outputs(_model(cfg, base), crops), origs)
-    tuned_out = _crop_outputs(_model(cfg, tuned), crops) if perceptual else []
+    tuned_out = _crop_outputs(_model(cfg, tuned), crops) if perceptual and not fixed else []
     tried: list[tuple[float, dict[str, Any], bytes, dict[str, torch.Tensor]]] = []
     trace = []
-    for k, step in enumerate(STEPS):
+    for k, step in enumerate(steps):
         header, data = encode_delta(quantize_delta(tuned, base, names, step), step)
         state = decode_update(header, data, template, base)  # exactly what the receiver rebuilds
         outs = _crop_outputs(_model(cfg, state), crops)
         gain = 10 * math.log10(mse_base / max(_mse(outs, origs), 1e-12))
-        if perceptual:
+        if fixed:
+            cost = float(len(data))
+        elif perceptual:
             drift = 10 * math.log10(255.0**2 / max(_mse(outs, tuned_out), 1e-12))
             cost = len(data) if drift >= PERCEPTUAL_FIDELITY_DB else math.inf
         else:
@@ -213,7 +223,7 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
         trace.append({"step": step, "bytes": len(data), "gain_db": round(gain, 4), "cost": round(cost, 1) if cost < math.inf else None})
         tried.append((cost, header, data, state))
         if progress is not None:
-            progress("measuring", k + 1, len(STEPS))
+            progress("measuring", k + 1, len(steps))
     finite = [t for t in tried if t[0] < math.inf]
     if finite:
         best = min(finite, key=lambda t: t[0])
@@ -221,6 +231,35 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
         nonempty = [t for t in tried if t[2]] or tried
         best = nonempty[-1] if perceptual else nonempty[0]
     return best[1], best[2], best[3], trace
+
+
+def _qat_picker(cfg: GeneratorConfig, base: dict[str, torch.Tensor], names: list[str], crops: list[Crop],
+                lam: float, max_bytes: int | None, note: dict[str, Any], perceptual: bool = False,
+                ) -> Callable[[dict[str, torch.Tensor]], float | None]:
+    """The step the quantisation-aware phase trains for (see ``QAT_*``), from the float phase's state;
+    None (stay in float) when the float phase gained nothing. A perceptual update is not priced
+    in dB: only the cap bounds it. What it saw goes in ``note``."""
+
+    def pick(state: dict[str, torch.Tensor]) -> float | None:
+        origs = [o.astype(np.float64) for _, o, _ in crops]
+        gain = 10 * math.log10(_mse(_crop_outputs(_model(cfg, base), crops), origs)
+                               / max(_mse(_crop_outputs(_model(cfg, state), crops), origs), 1e-12))
+        budget = math.inf if perceptual else QAT_VALUE_SHARE * lam * max(gain, 0.0)
+        if max_bytes is not None:
+            budget = min(budget, QAT_CAP_MARGIN * max_bytes)
+        chosen, size = None, 0
+        for step in STEPS:  # coarse to fine: the delta only grows
+            n = len(encode_delta(quantize_delta(state, base, names, step), step)[1])
+            if n > budget:
+                break
+            chosen, size = step, n
+        if chosen is None and (gain > 0 or perceptual):
+            chosen, size = STEPS[0], -1
+        note.update({"float_gain_db": round(gain, 4), "byte_budget": int(min(budget, 2**62)), "step": chosen,
+                     "bytes_at_switch": size})
+        return chosen
+
+    return pick
 
 
 def resolve_base(opts: EncodeOptions, mode: str) -> tuple[GeneratorConfig, dict[str, torch.Tensor] | None, str | None]:
@@ -321,13 +360,25 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             start = {k: v.detach().clone() for k, v in tuned_model.state_dict().items()}
             names = select_params(start, opts.subset)
             device = pick_device(opts.device)
+            cap = _update_cap(opts.max_update_share, base_plan or plans["jpeg"])
+            crops = _eval_crops(pairs, opts.seed, s, tuned_model.multiple)
+            qat_note: dict[str, Any] = {}
+            qat = None
+            perceptual = opts.objective == "perceptual"
+            # A perceptual update is trained through the quantiser only under a cap (nothing else
+            # bounds it) and without --alpha blending (which would re-quantise a blend).
+            if (opts.update in ("auto", "delta") and base_state is not None
+                    and (not perceptual or (cap is not None and opts.alpha >= 1))):
+                qat = _qat_picker(cfg, base_state, names, crops, lam, cap, qat_note, perceptual)
             rep = finetune(tuned_model, pairs, names,
                            FinetuneConfig(budget_seconds=opts.budget_seconds, max_steps=opts.max_steps,
-                                          seed=opts.seed), device, progress, _objective(opts, device))
+                                          seed=opts.seed), device, progress, _objective(opts, device), qat)
             ft_seconds = rep.seconds
             decision["finetune"] = {"steps": rep.steps, "seconds": round(rep.seconds, 2), "device": rep.device,
                                     "params": sum(start[k].numel() for k in names), "subset": opts.subset,
                                     "objective": opts.objective}
+            if qat_note:
+                decision["finetune"]["qat"] = {**qat_note, "from_step": rep.qat_start}
             tuned = {k: v.detach().clone() for k, v in tuned_model.state_dict().items()}
             if opts.objective == "perceptual" and base_state is not None and opts.alpha < 1:
                 from .perceptual import interpolate_states
@@ -337,9 +388,8 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             guesses = [max(1, q - 2) for q in (base_plan.qs if base_plan else plans["jpeg"].qs)]
             if opts.update in ("auto", "delta") and base_state is not None:
                 header, data, state, trace = _choose_step(
-                    cfg, base_state, tuned, names, _eval_crops(pairs, opts.seed, s, tuned_model.multiple),
-                    lam, progress, forced=opts.update == "delta", perceptual=opts.objective == "perceptual",
-                    max_bytes=_update_cap(opts.max_update_share, base_plan or plans["jpeg"]))
+                    cfg, base_state, tuned, names, crops, lam, progress, forced=opts.update == "delta",
+                    perceptual=opts.objective == "perceptual", max_bytes=cap, trained_step=rep.qat_step)
                 p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses)
                 p.update_header, p.update_bytes = header, data
                 if not data:  # every delta quantised to zero: this is the base plan again

@@ -12,7 +12,7 @@ from common.errors import BundleError, UnknownArchError
 from common.generator import GeneratorConfig, archs, build_generator, default_config
 from common.imageio import downsample, jpeg_decode, jpeg_encode
 from common.metrics import psnr
-from common.planner import MODE_SCALE, PlanOptionsError
+from common.planner import MODE_SCALE, STEPS, PlanOptionsError
 from common.update import encode_full
 
 ODD = [(37, 29), (50, 41), (9, 7)]  # (width, height): no side a multiple of 2 or 4
@@ -128,7 +128,7 @@ def test_perceptual_finetune_changes_the_generator_and_ships_no_discriminator() 
     torch.manual_seed(0)
     imgs = _images([(64, 48), (48, 40)], seed=2)
     r = encode_images(imgs, EncodeOptions(quality=20, match_jpeg=None, objective="perceptual", max_steps=4,
-                                          budget_seconds=30))
+                                          budget_seconds=30, max_update_share=1.0))
     d = r.summary["decision"]
     assert d["finetune"]["objective"] == "perceptual" and d["finetune"]["steps"] == 4
     b = inspect_bundle(r.bundle)
@@ -144,3 +144,19 @@ def test_perceptual_alpha_zero_is_the_base() -> None:
                                           max_steps=2, update="delta"))
     assert r.summary["decision"]["finetune"]["alpha"] == 0.0
     assert r.summary["bytes"]["update"] == 0  # θ_base + 0·Δ: nothing to send
+
+
+def test_perceptual_update_under_a_cap_is_trained_through_its_step() -> None:
+    imgs = _images([(96, 80), (80, 64)], seed=4)
+    opts = {"quality": 20, "match_jpeg": None, "objective": "perceptual", "max_steps": 10, "budget_seconds": 60}
+    r = encode_images(imgs, EncodeOptions(max_update_share=0.2, **opts))  # type: ignore[arg-type]
+    d = r.summary["decision"]
+    qat = d["finetune"]["qat"]
+    assert qat["step"] in STEPS and qat["from_step"] == 7
+    assert [t["step"] for t in d["steps_tried"]] == [qat["step"]]  # the trained step is the update
+    b = inspect_bundle(r.bundle)
+    assert b.update["kind"] == "delta" and 0 < len(b.update_bytes) <= int(0.2 / 0.8 * r.summary["bytes"]["jpeg"])
+    assert all(step == qat["step"] for _, step in b.update["params"])
+    free = encode_images(imgs, EncodeOptions(max_update_share=1.0, **opts))  # type: ignore[arg-type]
+    assert "qat" not in free.summary["decision"]["finetune"]  # no cap: float, the 40 dB rule
+    assert len(free.summary["decision"]["steps_tried"]) == len(STEPS)

@@ -1,0 +1,67 @@
+"""Quantisation-aware fine-tuning: the trained-through quantiser is the one the receiver applies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from common.codec import EncodeOptions, decode_bundle, encode_images
+from common.finetune import FinetuneConfig, fake_quantize, finetune
+from common.generator import GeneratorConfig, build_generator, load_state_strict
+from common.imageio import jpeg_decode, jpeg_encode
+from common.infer import restore
+from common.metrics import psnr
+from common.planner import STEPS
+from common.update import apply_delta, quantize_delta
+
+
+def test_fake_quantize_is_the_receivers_rebuild_with_identity_gradient() -> None:
+    torch.manual_seed(0)
+    base = {"w": torch.randn(4, 3)}
+    p = (base["w"] + 0.3 * torch.randn(4, 3)).requires_grad_(True)
+    step = 2.0**-4
+    fq = fake_quantize({"w": p}, base, step)["w"]
+    rebuilt = apply_delta(base, quantize_delta({"w": p}, base, ["w"], step), step)["w"]
+    assert torch.allclose(fq, rebuilt, atol=1e-6)
+    fq.sum().backward()
+    assert p.grad is not None and torch.equal(p.grad, torch.ones(4, 3))
+
+
+def test_qat_phase_trains_the_quantised_model(small_images) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(channels=16, blocks=2))
+    base = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pairs = [(jpeg_decode(jpeg_encode(rgb, 15)), rgb, 15) for _, rgb in small_images[:2]]
+    before = float(np.mean([psnr(d, o) for d, o, _ in pairs]))
+    names = [n for n, _ in model.named_parameters()]
+    seen: list[dict[str, torch.Tensor]] = []
+    step = 2.0**-6
+
+    def pick(state: dict[str, torch.Tensor]) -> float:
+        seen.append(state)
+        return step
+
+    rep = finetune(model, pairs, names, FinetuneConfig(budget_seconds=120, max_steps=60, lr=2e-3, qat_fraction=0.5),
+                   torch.device("cpu"), qat=pick)
+    assert rep.steps == 60 and rep.qat_step == step and rep.qat_start == 30
+    assert len(seen) == 1 and set(seen[0]) == set(base)
+    tuned = model.state_dict()
+    quant = build_generator(model.cfg)
+    load_state_strict(quant, apply_delta(base, quantize_delta(tuned, base, names, step), step))
+    after = float(np.mean([psnr(restore(quant.eval(), d), o) for d, o, _ in pairs]))
+    assert 0.2 < after - before < 8.0  # the quantised model, as shipped, gained
+
+
+def test_encode_records_the_qat_step_and_decodes_what_it_measured(small_images) -> None:  # type: ignore[no-untyped-def]
+    opts = EncodeOptions(quality=20, match_jpeg=None, mode="restore", update="delta", max_steps=20,
+                         budget_seconds=60, max_update_share=1.0)
+    r = encode_images(small_images, opts)
+    qat = r.summary["decision"]["finetune"]["qat"]
+    assert qat["from_step"] == math.ceil(20 * (1 - FinetuneConfig().qat_fraction) - 1e-9)
+    assert qat["step"] is None or qat["step"] in STEPS
+    assert qat["byte_budget"] >= 0 and "float_gain_db" in qat
+    dec = decode_bundle(r.bundle)
+    for (_, rgb), out, im in zip(small_images, dec.images, dec.bundle.images, strict=True):
+        assert abs(psnr(out, rgb) - im.info["pr"]) < 0.01
