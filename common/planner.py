@@ -109,8 +109,12 @@ class _Ctx:
     progress: ProgressFn | None
 
 
-def _plan(ctx: _Ctx, kind: str, mode: str, model: Generator | None, tag: int, guesses: list[int]) -> Plan:
-    """Per image: payload quality and whether the generator runs (see :mod:`common.codec`)."""
+def _plan(ctx: _Ctx, kind: str, mode: str, model: Generator | None, tag: int, guesses: list[int],
+          always: bool = False) -> Plan:
+    """Per image: payload quality and whether the generator runs (see :mod:`common.codec`).
+
+    ``always`` (a perceptual generator at a fixed quality): it runs on every image, since texture,
+    not PSNR, is what was asked for. With ``--match-jpeg`` the PSNR promise still decides."""
     imgs, n = ctx.imgs, len(ctx.imgs)
     s = model.scale if model is not None else 1
     qs, gs, ps, pp = [], [], [], []
@@ -139,10 +143,10 @@ def _plan(ctx: _Ctx, kind: str, mode: str, model: Generator | None, tag: int, gu
             if model is not None:
                 pg, pj = im.score(model, tag, q), im.score(None, 0, q)
                 if s == 1:
-                    g = pg > pj
+                    g = always or pg > pj
                 else:  # fewer bytes, usually fewer dB: worth it at the set's price of a dB
                     price = ctx.lam / n
-                    g = len(im.payload(q, s)[0]) - price * pg < len(im.payload(q)[0]) - price * pj
+                    g = always or len(im.payload(q, s)[0]) - price * pg < len(im.payload(q)[0]) - price * pj
         qs.append(q)
         gs.append(g)
         ps.append(im.score(model if g else None, tag if g else 0, q))
@@ -390,7 +394,7 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
                 header, data, state, trace = _choose_step(
                     cfg, base_state, tuned, names, crops, lam, progress, forced=opts.update == "delta",
                     perceptual=opts.objective == "perceptual", max_bytes=cap, trained_step=rep.qat_step)
-                p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses)
+                p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses, always=perceptual)
                 p.update_header, p.update_bytes = header, data
                 if not data:  # every delta quantised to zero: this is the base plan again
                     p.kind = "base"

@@ -185,6 +185,17 @@ def rd_plot(
     return out
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels (a long word stays whole)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def crops_figure(
     panels: Sequence[tuple[str, np.ndarray]], path: str | Path, *, box: tuple[int, int, int, int] | None = None,
     zoom: int = 3, title: str = "",
@@ -201,7 +212,7 @@ def crops_figure(
         side = min(96, h0, w0)
         box = ((w0 - side) // 2, (h0 - side) // 2, side, side)
     x, y, w, h = box
-    pad, label_h = 8, 26
+    pad, label_h = 8, 44  # two lines: long curve labels wrap to the panel's width
     top = 30 if title else 0
     fig = Image.new("RGB", (len(panels) * (w * zoom + pad) + pad, h * zoom + label_h + 2 * pad + top), "white")
     draw = ImageDraw.Draw(fig)
@@ -215,7 +226,8 @@ def crops_figure(
             (w * zoom, h * zoom), Image.Resampling.NEAREST)
         left = pad + i * (w * zoom + pad)
         fig.paste(crop, (left, top + pad))
-        draw.text((left, top + pad + h * zoom + 6), label, fill="black", font=font)
+        draw.multiline_text((left, top + pad + h * zoom + 6), _wrap(draw, label, font, w * zoom),
+                            fill="black", font=font, spacing=2)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.save(out, format="PNG")

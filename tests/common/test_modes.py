@@ -154,6 +154,7 @@ def test_perceptual_update_under_a_cap_is_trained_through_its_step() -> None:
     qat = d["finetune"]["qat"]
     assert qat["step"] in STEPS and qat["from_step"] == 7
     assert [t["step"] for t in d["steps_tried"]] == [qat["step"]]  # the trained step is the update
+    assert d["candidates"]["delta"]["generator_images"] == len(imgs)  # texture asked for: runs on all
     b = inspect_bundle(r.bundle)
     assert b.update["kind"] == "delta" and 0 < len(b.update_bytes) <= int(0.2 / 0.8 * r.summary["bytes"]["jpeg"])
     assert all(step == qat["step"] for _, step in b.update["params"])
