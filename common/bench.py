@@ -173,8 +173,8 @@ def baseline_point(name: str, q: int, data: ImageSet, msssim: bool) -> dict[str,
 
 
 def _curve_spec(name: str) -> dict[str, Any]:
-    if name.startswith(ARCH_PREFIX):
-        return {"arch": name[len(ARCH_PREFIX):]}
+    if name.startswith(ARCH_PREFIX):  # restore explicitly: the default mode (auto) would let srvgg go sr2
+        return {"mode": "restore", "arch": name[len(ARCH_PREFIX):]}
     return CODEC_CURVES[name]
 
 
@@ -386,12 +386,13 @@ def mark_frontier(rows: list[dict[str, Any]]) -> None:
 
 
 def thesis_point(api: CodecApi, args: argparse.Namespace, data: ImageSet) -> dict[str, Any]:
-    """The source thesis's configuration next to this codec's default, same images and quality."""
+    """The source thesis's configuration next to this codec's restore mode with its default
+    generator and payoff decision: same images, same payload quality, same mode."""
     q = args.thesis_quality
     bar = Progress(2, "thesis")
     out: dict[str, Any] = {"quality": q}
     steps = args.max_steps if args.thesis_steps is None else args.thesis_steps
-    specs = {"ours": {}, "thesis": {"mode": "restore", "arch": "srresnet", "channels": 64, "blocks": 7,
+    specs = {"ours": {"mode": "restore"}, "thesis": {"mode": "restore", "arch": "srresnet", "channels": 64, "blocks": 7,
                                     "update": "full", "max_steps": steps}}
     for i, (key, spec) in enumerate(specs.items()):
         bar.update(i, key)

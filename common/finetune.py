@@ -60,7 +60,7 @@ class FinetuneReport:
     qat_start: int | None = None  # the training step at which it began
 
 
-StepPicker = Callable[[dict[str, torch.Tensor]], "float | None"]
+StepPicker = Callable[[dict[str, torch.Tensor]], float | None]  # float-phase state -> QAT step
 
 
 def fake_quantize(params: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor], step: float) -> dict[str, torch.Tensor]:

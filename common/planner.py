@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import CodecError, UnknownBaseError
-from .finetune import FinetuneConfig, Objective, aligned_window, finetune, pick_device
+from .finetune import FinetuneConfig, Objective, StepPicker, aligned_window, finetune, pick_device
 from .generator import Generator, GeneratorConfig, build_generator, default_config, load_state_strict
 from .infer import to_tensor, to_uint8
 from .search import SetImage, jpeg_slope, min_quality
@@ -239,7 +239,7 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
 
 def _qat_picker(cfg: GeneratorConfig, base: dict[str, torch.Tensor], names: list[str], crops: list[Crop],
                 lam: float, max_bytes: int | None, note: dict[str, Any], perceptual: bool = False,
-                ) -> Callable[[dict[str, torch.Tensor]], float | None]:
+                ) -> StepPicker:
     """The step the quantisation-aware phase trains for (see ``QAT_*``), from the float phase's state;
     None (stay in float) when the float phase gained nothing. A perceptual update is not priced
     in dB: only the cap bounds it. What it saw goes in ``note``."""
@@ -367,7 +367,7 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             cap = _update_cap(opts.max_update_share, base_plan or plans["jpeg"])
             crops = _eval_crops(pairs, opts.seed, s, tuned_model.multiple)
             qat_note: dict[str, Any] = {}
-            qat = None
+            qat: StepPicker | None = None
             perceptual = opts.objective == "perceptual"
             # A perceptual update is trained through the quantiser only under a cap (nothing else
             # bounds it) and without --alpha blending (which would re-quantise a blend).
@@ -393,7 +393,7 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
             if opts.update in ("auto", "delta") and base_state is not None:
                 header, data, state, trace = _choose_step(
                     cfg, base_state, tuned, names, crops, lam, progress, forced=opts.update == "delta",
-                    perceptual=opts.objective == "perceptual", max_bytes=cap, trained_step=rep.qat_step)
+                    perceptual=perceptual, max_bytes=cap, trained_step=rep.qat_step)
                 p = _plan(ctx, "delta", mode, _model(cfg, state), len(plans) + 1, guesses, always=perceptual)
                 p.update_header, p.update_bytes = header, data
                 if not data:  # every delta quantised to zero: this is the base plan again

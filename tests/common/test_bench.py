@@ -255,6 +255,7 @@ def test_bench_arch_table_with_fake_codec(
     assert rows["srvgg"]["params"] != rows["srcnn"]["params"]
     assert "frontier" in stdout
     th = res["thesis"]
+    assert th["ours"]["options"] == {"mode": "restore"}  # same mode as the thesis: PSNRs compare
     assert th["thesis"]["options"] == {"mode": "restore", "arch": "srresnet", "channels": 64, "blocks": 7,
                                        "update": "full", "max_steps": 2}
     assert th["bundle_ratio"] == th["thesis"]["bytes"] / th["ours"]["bytes"] and "bundle ratio" in stdout
