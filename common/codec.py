@@ -1,7 +1,8 @@
 """The codec API: ``encode_images`` (sender) and ``decode_bundle`` / ``inspect_bundle`` (receiver).
 
     images ──▶ payload JPEGs (progressive, optimised) ──▶ plans: jpeg | base | delta | full
-                                                            │ (fine-tune, quantise, code, re-measure)
+                                                            │ (fine-tune, the last 30 % through the
+                                                            │  quantiser; quantise, code, re-measure)
                                                             ▼
                          cheapest plan that keeps its promise ──▶ Bundle ──▶ bytes
 
