@@ -10,8 +10,8 @@ Quantisation-aware phase (``qat``): the update travels as ``base + step·round((
 and a delta trained in float loses most of its gain at the coarse steps a small update needs
 (13 Manga109 pages, q20: +1.39 dB unquantised, −0.10 dB at step 2⁻⁴). So after
 ``1 − qat_fraction`` of the budget, ``qat(state)`` picks a step and the rest of the run trains
-through the quantiser (straight-through gradient): the same pages then keep +1.04 dB at 2⁻⁴
-(``docs/results/update_probe_manga_q20.jsonl``).
+through the quantiser (straight-through gradient): with the default 30 % the same pages keep
++1.07 dB at 2⁻⁴ (``docs/results/update_probe_manga_q20.jsonl``).
 
     float phase ─▶ qat(state) → step ─▶ QAT phase: forward with base + step·round(δ/step)
 """
