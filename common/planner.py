@@ -198,7 +198,9 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
     ``perceptual``: PSNR is not the goal, so take the coarsest step whose output stays within
     ``PERCEPTUAL_FIDELITY_DB`` of the unquantised perceptual generator's output (no cap) -- unless
     it was trained through the quantiser (``trained_step``): then that step is the update.
-    When no step is admissible, the coarsest non-empty one is taken (the finest, for perceptual).
+    When no step is admissible, the coarsest non-empty one is taken (the finest, for perceptual) if
+    an update was asked for (``forced`` or perceptual); otherwise none is: ``--update auto`` never
+    ships an update over the cap.
     """
     steps = STEPS if not perceptual or trained_step is None else (trained_step,)
     fixed = steps is not STEPS
@@ -231,6 +233,8 @@ def _choose_step(cfg: GeneratorConfig, base: dict[str, torch.Tensor], tuned: dic
     finite = [t for t in tried if t[0] < math.inf]
     if finite:
         best = min(finite, key=lambda t: t[0])
+    elif not (forced or perceptual):
+        best = (0.0, {"kind": "none"}, b"", base)
     else:
         nonempty = [t for t in tried if t[2]] or tried
         best = nonempty[-1] if perceptual else nonempty[0]
@@ -291,10 +295,11 @@ def resolve_base(opts: EncodeOptions, mode: str) -> tuple[GeneratorConfig, dict[
 def _objective(opts: EncodeOptions, device: torch.device) -> Objective | None:
     if opts.objective != "perceptual":
         return None
-    from .perceptual import PerceptualObjective, load_vgg19
+    from .perceptual import PRETRAINED_ADV_WEIGHT, PerceptualObjective, load_discriminator, load_vgg19
 
     vgg = load_vgg19(opts.vgg_weights).to(device) if opts.vgg_weights else None
-    return PerceptualObjective(device, vgg=vgg, seed=opts.seed)
+    return PerceptualObjective(device, vgg=vgg, seed=opts.seed, discriminator=load_discriminator(),
+                               adv_weight=PRETRAINED_ADV_WEIGHT)
 
 
 def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
@@ -383,6 +388,10 @@ def make_plans(images: Sequence[tuple[str, np.ndarray]], opts: EncodeOptions,
                                     "objective": opts.objective}
             if qat_note:
                 decision["finetune"]["qat"] = {**qat_note, "from_step": rep.qat_start}
+            if perceptual:
+                from .perceptual import PRETRAINED_DISCRIMINATOR
+
+                decision["finetune"]["discriminator"] = PRETRAINED_DISCRIMINATOR.stem
             tuned = {k: v.detach().clone() for k, v in tuned_model.state_dict().items()}
             if opts.objective == "perceptual" and base_state is not None and opts.alpha < 1:
                 from .perceptual import interpolate_states

@@ -3,9 +3,10 @@ generator's outputs on the train set, so that a per-set GAN fine-tune starts fro
 already tells base output from real texture.
 
     .venv/bin/python docs/results/disc_pretrain_probe.py MINUTES WIDTH OUT.safetensors   # run: 6 16
-    .venv/bin/python docs/results/perceptual_probe.py OUT.safetensors 16 20 pre.npy       # or "none" 32
+    .venv/bin/python docs/results/perceptual_probe.py OUT.safetensors 16 20 pre.npy [ADV]  # or "none" 32
 
-Result (README, perceptual section): more grain, streak artefacts, -0.54 dB at q20; not shipped.
+Results in the README's perceptual section; the shipped critic is made the same way by
+``python -m common.train_disc``.
 """
 import random, sys, time
 import numpy as np, torch

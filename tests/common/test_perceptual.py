@@ -11,10 +11,12 @@ from common.errors import CodecError
 from common.generator import GeneratorConfig, build_generator
 from common.perceptual import (
     Discriminator,
+    DiscriminatorWeightsError,
     PerceptualObjective,
     VGGFeatures,
     VGGWeightsError,
     interpolate_states,
+    load_discriminator,
     load_vgg19,
 )
 
@@ -203,3 +205,28 @@ def test_interpolate_states() -> None:
         interpolate_states(fid, {"w": torch.zeros(3), "n": perc["n"]}, 0.5)
     with pytest.raises(ValueError, match="alpha"):
         interpolate_states(fid, perc, 1.5)
+
+
+def test_shipped_discriminator_loads_strictly_and_scores() -> None:
+    d = load_discriminator()
+    assert d.convs[0].weight.shape[0] == 16  # rebuilt from the file's shapes alone
+    assert d(torch.rand(2, 3, 40, 48)).shape == (2,)
+
+
+def test_discriminator_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(DiscriminatorWeightsError, match="cannot read"):
+        load_discriminator(tmp_path / "missing.safetensors")
+    garbage = tmp_path / "g.safetensors"
+    garbage.write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.raises(DiscriminatorWeightsError, match="cannot read"):
+        load_discriminator(garbage)
+    other = tmp_path / "o.safetensors"
+    save_file({"w": torch.zeros(3)}, str(other))
+    with pytest.raises(DiscriminatorWeightsError, match="not a discriminator"):
+        load_discriminator(other)
+    state = {k: v.contiguous() for k, v in Discriminator(8).state_dict().items()}
+    state.pop("head.bias")
+    cut = tmp_path / "cut.safetensors"
+    save_file(state, str(cut))
+    with pytest.raises(DiscriminatorWeightsError, match="do not match"):
+        load_discriminator(cut)

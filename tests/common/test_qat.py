@@ -65,3 +65,20 @@ def test_encode_records_the_qat_step_and_decodes_what_it_measured(small_images) 
     dec = decode_bundle(r.bundle)
     for (_, rgb), out, im in zip(small_images, dec.images, dec.bundle.images, strict=True):
         assert abs(psnr(out, rgb) - im.info["pr"]) < 0.01
+
+
+def test_auto_never_ships_an_update_over_the_cap() -> None:
+    from common.planner import _choose_step
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(channels=8, blocks=1)
+    base = {k: v.detach().clone() for k, v in build_generator(cfg).state_dict().items()}
+    tuned = {k: v + 0.5 * torch.randn_like(v) for k, v in base.items()}  # every step leaves a delta
+    rng = np.random.default_rng(0)
+    crops = [((rng.random((16, 16, 3)) * 255).astype(np.uint8), (rng.random((16, 16, 3)) * 255).astype(np.uint8), 20)]
+    names = list(base)
+    header, data, state, trace = _choose_step(cfg, base, tuned, names, crops, 1e6, None, max_bytes=8)
+    assert all(t["bytes"] > 8 and t["cost"] is None for t in trace)  # nothing fits
+    assert header == {"kind": "none"} and data == b"" and state is base
+    header, data, _, _ = _choose_step(cfg, base, tuned, names, crops, 1e6, None, forced=True, max_bytes=8)
+    assert header["kind"] == "delta" and data  # --update delta asked for one: the coarsest is sent
