@@ -11,6 +11,7 @@ mode by the same cost rule, and spends the fine-tuning budget on that mode only.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .codec import EncodeOptions
 
 ProgressFn = Callable[[str, int, int], None]
-STEPS = tuple(2.0 ** (-k / 2) for k in range(6, 23))  # 2^-3 .. 2^-11, half-octaves
+STEPS = tuple(2.0 ** (-k / 2) for k in range(4, 23))  # 2^-2 .. 2^-11, half-octaves
 # The quantisation-aware phase trains for the finest step whose delta fits both the update-share
 # cap (with this margin: QAT grows a delta by a few per cent) and QAT_VALUE_SHARE of what the float
 # gain is worth at the set's JPEG price; the step search after training measures what it bought.
@@ -80,6 +81,14 @@ class Plan:
     @property
     def total(self) -> int:
         return self.jpeg_bytes + len(self.update_bytes)
+
+    @property
+    def update_header_bytes(self) -> int:
+        """What the update's description adds to the bundle header (its parameter list): a few
+        hundred bytes, which decide between plans on a small set."""
+        if not self.update_bytes:
+            return 0
+        return len(json.dumps(self.update_header, separators=(",", ":"), ensure_ascii=True))
 
     @property
     def mean_psnr(self) -> float:
@@ -440,7 +449,8 @@ def _update_cap(share: float, plan: Plan) -> int | None:
 def _cost(p: Plan, ctx: _Ctx, ref_psnr: float) -> float:
     # Match mode: bytes alone (every plan meets the targets). Fixed quality: bytes minus the value
     # of the extra dB at the JPEG price λ.
-    return p.total if ctx.match else p.total - ctx.lam * (p.mean_psnr - ref_psnr)
+    size = p.total + p.update_header_bytes
+    return size if ctx.match else size - ctx.lam * (p.mean_psnr - ref_psnr)
 
 
 def _pick(plans: dict[str, Plan], opts: EncodeOptions, ctx: _Ctx, mode: str) -> Plan:

@@ -82,3 +82,22 @@ def test_auto_never_ships_an_update_over_the_cap() -> None:
     assert header == {"kind": "none"} and data == b"" and state is base
     header, data, _, _ = _choose_step(cfg, base, tuned, names, crops, 1e6, None, forced=True, max_bytes=8)
     assert header["kind"] == "delta" and data  # --update delta asked for one: the coarsest is sent
+
+
+def test_the_decision_counts_the_update_header() -> None:
+    import json
+
+    from common.planner import Plan, _cost, _Ctx
+    from common.search import SetImage
+
+    im = SetImage("a", np.zeros((16, 16, 3), np.uint8))
+    row = ([im], [20], [True], [30.0], [29.0], [29.0], [100])
+    base = Plan("base", "restore", 1, *row)
+    header = {"kind": "delta", "coding": "rc1", "params": [["body.0.weight", 0.0625]]}
+    delta = Plan("delta", "restore", 1, *row, update_header=header, update_bytes=b"x")
+    ctx = _Ctx([im], True, 75, [29.0], [100], 0.0, None)
+    assert base.update_header_bytes == 0
+    assert delta.update_header_bytes == len(json.dumps(header, separators=(",", ":"))) > 50
+    assert delta.total == base.total + 1  # one byte of update...
+    assert _cost(delta, ctx, 29.0) == delta.total + delta.update_header_bytes  # ...plus its header entry
+    assert _cost(base, ctx, 29.0) == base.total
